@@ -1,0 +1,9 @@
+"""tfseg: semantic segmentation for TensorFlow 2 / Keras 3.
+
+FCN, U-Net and DeepLab v1/v2/v3/v3+ as functional Keras builders, with metrics, losses and a
+dense CRF built from standard TF ops.
+"""
+
+from tfseg.registry import build_model, list_models, model_options  # noqa: F401
+
+__version__ = "0.1.0"

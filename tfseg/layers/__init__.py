@@ -1,0 +1,4 @@
+"""Reusable Keras layers and blocks (all custom layers are registered as serializable)."""
+
+from tfseg.layers.preprocessing import ImagePreprocessing  # noqa: F401
+from tfseg.layers.spatial import CropLike, PadToMultiple, ResizeLike  # noqa: F401

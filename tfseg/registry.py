@@ -1,0 +1,62 @@
+"""Model registry: public name -> builder function (``module:function``), resolved lazily."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+MODELS = {
+    "fcn32s": "tfseg.models.fcn:fcn32s",
+    "fcn16s": "tfseg.models.fcn:fcn16s",
+    "fcn8s": "tfseg.models.fcn:fcn8s",
+    "unet": "tfseg.models.unet:unet",
+    "deeplab_v1": "tfseg.models.deeplab:deeplab_v1",
+    "deeplab_v2": "tfseg.models.deeplab:deeplab_v2",
+    "deeplab_v3": "tfseg.models.deeplab:deeplab_v3",
+    "deeplab_v3plus": "tfseg.models.deeplab:deeplab_v3plus",
+}
+
+
+def list_models():
+    """Names accepted by :func:`build_model`."""
+    return sorted(MODELS)
+
+
+def get_builder(name):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}")
+    module, function = MODELS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def model_options(name):
+    """Keyword options a model accepts, with their defaults."""
+    signature = inspect.signature(get_builder(name))
+    return {
+        p.name: p.default
+        for p in signature.parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def build_model(name, num_classes, input_shape=(None, None, 3), **options):
+    """Build the segmentation model ``name``: a functional ``keras.Model`` from images to logits.
+
+    ``num_classes``: number of output channels; ``input_shape``: (H, W, C), None for any size.
+    Options are model-specific (``backbone=``, ``output_stride=``, ``mode=``, ``aspp=``...);
+    an unknown one raises ``TypeError`` listing the valid options.
+    """
+    builder = get_builder(name)
+    valid = model_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise TypeError(
+            f"{name}: unknown option(s) {unknown}; valid options: "
+            + ", ".join(f"{k}={v!r}" for k, v in valid.items())
+        )
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
+    return builder(num_classes, input_shape, **options)
