@@ -4,6 +4,7 @@ FCN, U-Net and DeepLab v1/v2/v3/v3+ as functional Keras builders, with metrics, 
 dense CRF built from standard TF ops.
 """
 
+import tfseg.layers  # noqa: F401  (registers the custom layers for keras.saving.load_model)
 from tfseg.registry import build_model, list_models, model_options  # noqa: F401
 
 __version__ = "0.1.0"

@@ -60,3 +60,43 @@ def build_model(name, num_classes, input_shape=(None, None, 3), **options):
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
     return builder(num_classes, input_shape, **options)
+
+
+# The configurations listed by `tfseg models` and in the README: (name, options) as data.
+MODEL_VARIANTS = (
+    ("fcn32s", {}),
+    ("fcn16s", {}),
+    ("fcn8s", {}),
+    ("unet", {"mode": "paper"}),
+    ("unet", {"mode": "practical"}),
+    ("deeplab_v1", {}),
+    ("deeplab_v2", {"backbone": "vgg16", "aspp": "L"}),
+    ("deeplab_v2", {"backbone": "resnet101", "aspp": "L"}),
+    ("deeplab_v3", {"backbone": "resnet50"}),
+    ("deeplab_v3", {"backbone": "resnet101"}),
+    ("deeplab_v3plus", {"backbone": "xception41"}),
+    ("deeplab_v3plus", {"backbone": "xception65"}),
+    ("deeplab_v3plus", {"backbone": "xception71"}),
+    ("deeplab_v3plus", {"backbone": "resnet101"}),
+    ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
+)
+
+
+def encoder_output_stride(model):
+    """Largest real stride among the endpoints of the backbone nested in ``model`` (None if none)."""
+    strides = [info.stride for layer in model.layers for info in getattr(layer, "feature_info", ())]
+    return max(strides) if strides else None
+
+
+def describe_variants(num_classes=21, variants=MODEL_VARIANTS):
+    """Build each variant and yield ``(name, options, parameters, output_stride)``."""
+    import keras
+
+    for name, options in variants:
+        model = build_model(name, num_classes, **options)
+        stride = encoder_output_stride(model)
+        if stride is None and name == "unet":
+            stride = 2 ** model_options("unet")["depth"]
+        yield name, options, model.count_params(), stride
+        del model
+        keras.backend.clear_session()

@@ -42,17 +42,27 @@ class ResizeLike(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tfseg")
 class CropLike(keras.layers.Layer):
-    """Crop ``inputs[0]`` to the spatial size of ``inputs[1]`` starting at ``offset`` (Caffe's Crop)."""
+    """Crop ``inputs[0]`` to the spatial size of ``inputs[1]``.
+
+    ``offset``: an int (Caffe's Crop layer: same offset on both axes) or ``"center"`` (U-Net's
+    crop of the contracting path's features).
+    """
 
     def __init__(self, offset=0, **kwargs):
         super().__init__(**kwargs)
-        self.offset = int(offset)
+        if offset != "center" and not isinstance(offset, int):
+            raise ValueError(f"offset must be an int or 'center', got {offset!r}")
+        self.offset = offset
 
     def call(self, inputs):
         x, reference = inputs
         height, width = tf.shape(reference)[1], tf.shape(reference)[2]
-        o = self.offset
-        return x[:, o : o + height, o : o + width, :]
+        if self.offset == "center":
+            top = (tf.shape(x)[1] - height) // 2
+            left = (tf.shape(x)[2] - width) // 2
+        else:
+            top = left = self.offset
+        return x[:, top : top + height, left : left + width, :]
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes

@@ -1,0 +1,113 @@
+"""Fully convolutional networks FCN-32s / 16s / 8s (Long, Shelhamer & Darrell, CVPR 2015).
+
+Faithful to the reference Caffe nets (voc-fcn{32,16,8}s): conv1_1 padded by 100 so any input size
+works, VGG16 trunk with Caffe ceil-mode 2x2 pooling, fc6 = 7x7 VALID conv 4096 and fc7 = 1x1 conv
+4096 (the ImageNet classifier reshaped, see ``tfseg.backbones.vgg.classifier_as_convolutions``),
+zero-initialised score layers, transposed-convolution upsampling initialised to bilinear (the last
+one fixed, the 2x ones learned), and Caffe's crop offsets so that the output aligns with the input.
+"""
+
+from __future__ import annotations
+
+import keras
+
+from tfseg.backbones import build_backbone
+from tfseg.layers.initializers import BilinearUpsampling
+from tfseg.layers.preprocessing import ImagePreprocessing
+from tfseg.layers.spatial import CropLike
+
+# Crop offsets of the reference nets, for the 100-pixel input padding.
+FCN_INPUT_PADDING = 100
+FCN_CROP_OFFSETS = {
+    "fcn32s": {"upscore": 19},
+    "fcn16s": {"score_pool4": 5, "upscore16": 27},
+    "fcn8s": {"score_pool4": 5, "score_pool3": 9, "upscore8": 31},
+}
+# "At-once" FCN-8s (Shelhamer et al. 2017) scales the pool4 and pool3 features before scoring.
+AT_ONCE_SCALES = {"pool4": 0.01, "pool3": 0.0001}
+
+
+def _upsample(x, num_classes, factor, name, trainable=True):
+    return keras.layers.Conv2DTranspose(
+        num_classes, 2 * factor, strides=factor, use_bias=False,
+        kernel_initializer=BilinearUpsampling(), trainable=trainable, name=name,
+    )(x)
+
+
+def _score(x, num_classes, name):
+    return keras.layers.Conv2D(num_classes, 1, kernel_initializer="zeros", name=name)(x)
+
+
+def _check_backbone(backbone):
+    if backbone != "vgg16":
+        raise ValueError(f"FCN is defined on VGG16; backbone={backbone!r} is not supported (valid: 'vgg16')")
+
+
+def _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout):
+    """Image -> (inputs, features dict, fc7 output) shared by the three variants."""
+    inputs = keras.Input(input_shape, name="image")
+    x = ImagePreprocessing("caffe", name="preprocessing")(inputs) if include_preprocessing else inputs
+    # Caffe's conv1_1 "pad: 100"; the backbone's own 'same' padding adds the last pixel.
+    x = keras.layers.ZeroPadding2D(FCN_INPUT_PADDING - 1, name="pad100")(x)
+    backbone = build_backbone("vgg16", x.shape[1:], output_stride=32, weights=backbone_weights, pooling="fcn")
+    features = backbone(x)
+    h = keras.layers.Conv2D(4096, 7, padding="valid", activation="relu", name="fc6")(features["P5"])
+    h = keras.layers.Dropout(dropout, name="drop6")(h)
+    h = keras.layers.Conv2D(4096, 1, activation="relu", name="fc7")(h)
+    h = keras.layers.Dropout(dropout, name="drop7")(h)
+    return inputs, features, h
+
+
+def _scaled(x, scale, at_once, name):
+    return keras.layers.Rescaling(scale, name=name)(x) if at_once else x
+
+
+def fcn32s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
+           include_preprocessing=True, dropout=0.5):
+    """FCN-32s: fc7 scores upsampled 32x in one step."""
+    _check_backbone(backbone)
+    offsets = FCN_CROP_OFFSETS["fcn32s"]
+    inputs, _, h = _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout)
+    score = _score(h, num_classes, "score_fr")
+    up = _upsample(score, num_classes, 32, "upscore", trainable=False)
+    logits = CropLike(offsets["upscore"], name="score")([up, inputs])
+    return keras.Model(inputs, logits, name="fcn32s")
+
+
+def fcn16s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
+           include_preprocessing=True, dropout=0.5, at_once=False):
+    """FCN-16s: adds a zero-initialised score on pool4 fused at stride 16."""
+    _check_backbone(backbone)
+    offsets = FCN_CROP_OFFSETS["fcn16s"]
+    inputs, features, h = _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout)
+    score = _score(h, num_classes, "score_fr")
+    up2 = _upsample(score, num_classes, 2, "upscore2")
+    pool4 = _scaled(features["P4"], AT_ONCE_SCALES["pool4"], at_once, "scale_pool4")
+    score_pool4 = _score(pool4, num_classes, "score_pool4")
+    score_pool4 = CropLike(offsets["score_pool4"], name="score_pool4c")([score_pool4, up2])
+    fused = keras.layers.Add(name="fuse_pool4")([up2, score_pool4])
+    up16 = _upsample(fused, num_classes, 16, "upscore16", trainable=False)
+    logits = CropLike(offsets["upscore16"], name="score")([up16, inputs])
+    return keras.Model(inputs, logits, name="fcn16s")
+
+
+def fcn8s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
+          include_preprocessing=True, dropout=0.5, at_once=False):
+    """FCN-8s: scores on pool4 and pool3 fused at strides 16 and 8."""
+    _check_backbone(backbone)
+    offsets = FCN_CROP_OFFSETS["fcn8s"]
+    inputs, features, h = _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout)
+    score = _score(h, num_classes, "score_fr")
+    up2 = _upsample(score, num_classes, 2, "upscore2")
+    pool4 = _scaled(features["P4"], AT_ONCE_SCALES["pool4"], at_once, "scale_pool4")
+    score_pool4 = _score(pool4, num_classes, "score_pool4")
+    score_pool4 = CropLike(offsets["score_pool4"], name="score_pool4c")([score_pool4, up2])
+    fused4 = keras.layers.Add(name="fuse_pool4")([up2, score_pool4])
+    up4 = _upsample(fused4, num_classes, 2, "upscore_pool4")
+    pool3 = _scaled(features["P3"], AT_ONCE_SCALES["pool3"], at_once, "scale_pool3")
+    score_pool3 = _score(pool3, num_classes, "score_pool3")
+    score_pool3 = CropLike(offsets["score_pool3"], name="score_pool3c")([score_pool3, up4])
+    fused3 = keras.layers.Add(name="fuse_pool3")([up4, score_pool3])
+    up8 = _upsample(fused3, num_classes, 8, "upscore8", trainable=False)
+    logits = CropLike(offsets["upscore8"], name="score")([up8, inputs])
+    return keras.Model(inputs, logits, name="fcn8s")
