@@ -1,0 +1,178 @@
+"""Model builders: FCN classifier equivalence, parameter counts, output shapes, serialisation."""
+
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tfseg
+from tfseg.backbones.vgg import classifier_as_convolutions, transplant_vgg16_classifier
+from tfseg.models.unet import paper_output_size
+from tfseg.registry import encoder_output_stride
+
+
+def test_fcn_fc_layers_reproduce_the_vgg16_classifier():
+    """fc6/fc7 (in the FCN) and fc8 made from VGG16's Dense weights give the classifier's logits at 224x224.
+
+    A 1000-class FCN would carry a 64x64x1000x1000 upsampling kernel (16 GB), so fc8 is applied as
+    the converted 1x1 kernel and the FCN's own score layer is checked on a 21-class slice of it.
+    """
+    reference = keras.applications.VGG16(include_top=True, weights=None, classifier_activation=None)
+    fcn = tfseg.build_model("fcn32s", 21)
+    fc1, fc2, predictions = (reference.get_layer(n).get_weights() for n in ("fc1", "fc2", "predictions"))
+    transplant_vgg16_classifier(fcn, fc1, fc2)
+    fcn.get_layer("score_fr").set_weights([predictions[0][:, :21].reshape(1, 1, 4096, 21), predictions[1][:21]])
+    fc8_kernel, fc8_bias = classifier_as_convolutions(fc1, fc2, predictions)["fc8"]
+    image = np.random.default_rng(0).uniform(-120, 120, (2, 224, 224, 3)).astype("float32")
+    pool5 = keras.Model(reference.input, reference.get_layer("block5_pool").output)(image)
+    assert pool5.shape == (2, 7, 7, 512)
+    fc7 = fcn.get_layer("fc7")(fcn.get_layer("fc6")(pool5))
+    assert fc7.shape == (2, 1, 1, 4096)
+    scores = tf.nn.conv2d(fc7, fc8_kernel, 1, "VALID") + fc8_bias
+    expected = reference(image)
+    assert np.abs(expected).max() > 1e-2  # the check is not vacuous
+    np.testing.assert_allclose(np.asarray(scores)[:, 0, 0], expected, atol=1e-4, rtol=0)
+    np.testing.assert_allclose(np.asarray(fcn.get_layer("score_fr")(fc7))[:, 0, 0], expected[:, :21], atol=1e-4, rtol=0)
+
+
+def test_deeplab_fc6_is_the_decimated_classifier():
+    reference = keras.applications.VGG16(include_top=True, weights=None)
+    model = tfseg.build_model("deeplab_v1", 21)
+    fc1, fc2 = (reference.get_layer(n).get_weights() for n in ("fc1", "fc2"))
+    transplant_vgg16_classifier(model, fc1, fc2)
+    kernel6, bias6 = model.get_layer("fc6").get_weights()
+    full = fc1[0].reshape(7, 7, 512, 4096)
+    np.testing.assert_array_equal(kernel6, full[::3, ::3, :, ::4])
+    np.testing.assert_array_equal(bias6, fc1[1][::4])
+    np.testing.assert_array_equal(model.get_layer("fc7").get_weights()[0][0, 0], fc2[0][::4, ::4])
+
+
+@pytest.mark.parametrize(
+    "name,options,input_channels,expected,tolerance",
+    [
+        ("fcn8s", {}, 3, 134.3e6, 0.005),
+        ("unet", {"mode": "paper", "include_preprocessing": False}, 1, 31_030_658, 0),
+        ("deeplab_v1", {}, 3, 20.5e6, 0.01),
+        ("deeplab_v3plus", {"backbone": "xception65"}, 3, 41.26e6, 0.005),
+    ],
+)
+def test_published_parameter_counts(name, options, input_channels, expected, tolerance):
+    classes = 2 if name == "unet" else 21
+    model = tfseg.build_model(name, classes, (None, None, input_channels), **options)
+    count = model.count_params()
+    if tolerance == 0:
+        assert count == expected
+    else:
+        assert abs(count - expected) / expected <= tolerance, count
+
+
+SHAPE_CASES = [
+    ("fcn32s", {}),
+    ("fcn16s", {}),
+    ("fcn8s", {"at_once": True}),
+    ("unet", {"mode": "practical", "base_filters": 8}),
+    ("deeplab_v1", {}),
+    ("deeplab_v2", {"backbone": "vgg16", "aspp": "S"}),
+    ("deeplab_v2", {"backbone": "resnet101", "aspp": "L"}),
+    ("deeplab_v3", {"backbone": "resnet50", "output_stride": 8}),
+    ("deeplab_v3", {"backbone": "resnet101"}),
+    ("deeplab_v3plus", {"backbone": "xception41", "output_stride": 8}),
+    ("deeplab_v3plus", {"backbone": "xception65"}),
+    ("deeplab_v3plus", {"backbone": "xception71", "output_stride": 32}),
+    ("deeplab_v3plus", {"backbone": "resnet50"}),
+    ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
+    ("deeplab_v3plus", {"backbone": "mobilenet_v2", "decoder": True, "atrous_rates": (6, 12, 18)}),
+]
+
+
+@pytest.mark.parametrize("name,options", SHAPE_CASES, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in SHAPE_CASES])
+def test_logits_have_the_input_size(name, options):
+    model = tfseg.build_model(name, 5, **options)
+    for height, width in [(513, 513), (97, 131)]:
+        image = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype("float32")
+        logits = model.predict(image, verbose=0)
+        assert logits.shape == (1, height, width, 5)
+        assert np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("size", [572, 513, 189])
+def test_unet_paper_mode_valid_output_size(size):
+    model = tfseg.build_model("unet", 2, (None, None, 1), mode="paper", base_filters=4)
+    expected = paper_output_size(size)
+    logits = model.predict(np.zeros((1, size, size + 16, 1), "float32"), verbose=0)
+    assert logits.shape == (1, expected, paper_output_size(size + 16), 2)
+    assert paper_output_size(572) == 388
+
+
+def test_unet_paper_mode_rejects_too_small_inputs():
+    with pytest.raises(ValueError, match="height 97 is too small"):
+        tfseg.build_model("unet", 2, (97, 131, 1), mode="paper")
+
+
+def test_encoder_output_strides():
+    assert encoder_output_stride(tfseg.build_model("deeplab_v1", 3)) == 8
+    assert encoder_output_stride(tfseg.build_model("deeplab_v3", 3, backbone="resnet50", output_stride=8)) == 8
+    assert encoder_output_stride(tfseg.build_model("fcn32s", 3)) == 32
+
+
+ROUNDTRIP_CASES = [
+    ("fcn8s", {}),
+    ("unet", {"base_filters": 8}),
+    ("deeplab_v2", {"backbone": "vgg16"}),
+    ("deeplab_v3", {"backbone": "resnet50"}),
+    ("deeplab_v3plus", {"backbone": "xception41"}),
+    ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
+]
+
+
+@pytest.mark.parametrize("name,options", ROUNDTRIP_CASES, ids=[n + "-" + "-".join(map(str, o.values())) for n, o in ROUNDTRIP_CASES])
+def test_keras_file_roundtrip_gives_identical_outputs(tmp_path, name, options):
+    model = tfseg.build_model(name, 4, **options)
+    rng = np.random.default_rng(0)
+    for layer in model.layers + [sub for layer in model.layers if isinstance(layer, keras.Model) for sub in layer.layers]:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), beta, rng.normal(0, 0.1, mean.shape), var])
+    for layer in model.layers:  # FCN's zero-initialised scores would make the check vacuous
+        if layer.name.startswith("score_") and layer.weights:
+            layer.set_weights([rng.normal(0, 0.01, w.shape) for w in layer.get_weights()])
+    image = rng.uniform(0, 255, (1, 67, 93, 3)).astype("float32")
+    before = model.predict(image, verbose=0)
+    assert np.abs(before).max() > 0
+    path = tmp_path / f"{name}.keras"
+    model.save(path)
+    keras.backend.clear_session()
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_array_equal(loaded.predict(image, verbose=0), before)
+
+
+def test_unknown_names_and_options_list_the_valid_ones():
+    with pytest.raises(ValueError, match="valid names: deeplab_v1, .*unet"):
+        tfseg.build_model("pspnet", 21)
+    with pytest.raises(TypeError, match="valid options: .*output_stride"):
+        tfseg.build_model("deeplab_v3", 21, outputstride=8)
+    with pytest.raises(ValueError, match=r"aspp='M' .*\['S', 'L'\]"):
+        tfseg.build_model("deeplab_v2", 21, aspp="M")
+    with pytest.raises(ValueError, match="mode='paperish'"):
+        tfseg.build_model("unet", 2, mode="paperish")
+    with pytest.raises(ValueError, match="num_classes"):
+        tfseg.build_model("unet", 0)
+    assert tfseg.list_models() == sorted(
+        ["fcn32s", "fcn16s", "fcn8s", "unet", "deeplab_v1", "deeplab_v2", "deeplab_v3", "deeplab_v3plus"]
+    )
+
+
+def test_cli_models_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, "-m", "tfseg.cli", "models"], capture_output=True, text=True, timeout=900, check=True
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert lines[0] == "| model | options | parameters | output stride |"
+    rows = {(cells[0], cells[1]): cells[2:] for cells in (line.strip("| ").split(" | ") for line in lines[1:])}
+    assert rows[("unet", "mode=paper")][0] != ""
+    assert rows[("deeplab_v1", "-")] == ["20,505,429", "8"]
+    assert rows[("deeplab_v3plus", "backbone=xception65")][1] == "16"
+    assert len(rows) == len(tfseg.registry.MODEL_VARIANTS)
