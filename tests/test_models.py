@@ -38,18 +38,6 @@ def test_fcn_fc_layers_reproduce_the_vgg16_classifier():
     np.testing.assert_allclose(np.asarray(fcn.get_layer("score_fr")(fc7))[:, 0, 0], expected[:, :21], atol=1e-4, rtol=0)
 
 
-def test_deeplab_fc6_is_the_decimated_classifier():
-    reference = keras.applications.VGG16(include_top=True, weights=None)
-    model = tfseg.build_model("deeplab_v1", 21)
-    fc1, fc2 = (reference.get_layer(n).get_weights() for n in ("fc1", "fc2"))
-    transplant_vgg16_classifier(model, fc1, fc2)
-    kernel6, bias6 = model.get_layer("fc6").get_weights()
-    full = fc1[0].reshape(7, 7, 512, 4096)
-    np.testing.assert_array_equal(kernel6, full[::3, ::3, :, ::4])
-    np.testing.assert_array_equal(bias6, fc1[1][::4])
-    np.testing.assert_array_equal(model.get_layer("fc7").get_weights()[0][0, 0], fc2[0][::4, ::4])
-
-
 @pytest.mark.parametrize(
     "name,options,input_channels,expected,tolerance",
     [
@@ -176,3 +164,45 @@ def test_cli_models_prints_the_table():
     assert rows[("deeplab_v1", "-")] == ["20,505,429", "8"]
     assert rows[("deeplab_v3plus", "backbone=xception65")][1] == "16"
     assert len(rows) == len(tfseg.registry.MODEL_VARIANTS)
+
+
+def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path, monkeypatch):
+    """backbone_weights="imagenet" and classifier_weights="imagenet" through build_model, offline.
+
+    The cache is pre-filled with legacy HDF5 files written from keras.applications VGG16 (random
+    weights) and the table's hashes are pointed at them: the download path is not taken.
+    """
+    import dataclasses
+    import hashlib
+
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from tfseg.backbones import weights as W
+
+    reference = keras.applications.VGG16(include_top=True, weights=None)
+    trunk = keras.Model(reference.input, reference.get_layer("block5_pool").output)
+    for key, model in (("vgg16", trunk), ("vgg16_top", reference)):
+        path = tmp_path / W.IMAGENET_WEIGHTS[key].file_name
+        with h5py.File(path, "w") as handle:
+            legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+        md5 = hashlib.md5(path.read_bytes()).hexdigest()
+        monkeypatch.setitem(W.IMAGENET_WEIGHTS, key, dataclasses.replace(W.IMAGENET_WEIGHTS[key], file_hash=md5,
+                                                                          url="http://127.0.0.1:9/unreachable.h5"))
+    monkeypatch.setenv(W.CACHE_ENV_VAR, str(tmp_path))
+
+    model = tfseg.build_model("deeplab_v1", 21, backbone_weights="imagenet", classifier_weights="imagenet")
+    backbone = model.get_layer("vgg16")
+    for name in ("block1_conv1", "block5_conv3"):
+        for got, want in zip(backbone.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+    fc1, fc2 = (reference.get_layer(n).get_weights() for n in ("fc1", "fc2"))
+    kernel6, bias6 = model.get_layer("fc6").get_weights()
+    np.testing.assert_array_equal(kernel6, fc1[0].reshape(7, 7, 512, 4096)[::3, ::3, :, ::4])
+    np.testing.assert_array_equal(bias6, fc1[1][::4])
+    np.testing.assert_array_equal(model.get_layer("fc7").get_weights()[0][0, 0], fc2[0][::4, ::4])
+
+    fcn = tfseg.build_model("fcn8s", 21, classifier_weights="imagenet")
+    np.testing.assert_array_equal(fcn.get_layer("fc6").get_weights()[0], fc1[0].reshape(7, 7, 512, 4096))
+    with pytest.raises(ValueError, match="VGG16 backbone only"):
+        tfseg.build_model("deeplab_v2", 21, backbone="resnet50", classifier_weights="imagenet")

@@ -118,3 +118,28 @@ def transplant_vgg16_classifier(model, fc1, fc2, predictions=None):
             fc8 = model.get_layer(fc8_name)
             if tuple(fc8.kernel.shape) == converted["fc8"][0].shape:
                 fc8.set_weights(list(converted["fc8"]))
+
+
+def load_vgg16_classifier(model, source="imagenet", cache_dir=None):
+    """Load fc6/fc7 (and fc8 where shapes fit) of ``model`` from VGG16's ImageNet classifier.
+
+    ``source``: ``"imagenet"`` (keras.applications' full VGG16 file, hash-verified, see
+    ``tfseg.backbones.weights``) or the path of a legacy Keras HDF5 file holding layers ``fc1``,
+    ``fc2`` (and ``predictions``).
+    """
+    from tfseg.backbones.weights import WeightsMismatchError, read_legacy_h5_weights, weights_file
+
+    path = weights_file("vgg16_top", cache_dir=cache_dir) if source == "imagenet" else source
+    layers = read_legacy_h5_weights(path)
+    missing = [name for name in ("fc1", "fc2") if name not in layers]
+    if missing:
+        raise WeightsMismatchError(f"{path}: no layer(s) {missing}; a VGG16 file with its classifier is needed")
+
+    def pair(name):
+        arrays = [array for _, array in layers[name]]
+        if len(arrays) != 2:
+            raise WeightsMismatchError(f"{path}: layer {name!r} holds {len(arrays)} tensors; expected kernel and bias")
+        return tuple(arrays)
+
+    predictions = pair("predictions") if "predictions" in layers else None
+    transplant_vgg16_classifier(model, pair("fc1"), pair("fc2"), predictions)

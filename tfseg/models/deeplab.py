@@ -13,6 +13,7 @@ from __future__ import annotations
 import keras
 
 from tfseg.backbones import backbone_spec, build_backbone, check_output_stride
+from tfseg.backbones.vgg import load_vgg16_classifier
 from tfseg.layers.conv import conv_bn_relu, separable_conv_bn_relu
 from tfseg.layers.preprocessing import ImagePreprocessing
 from tfseg.layers.spatial import ResizeLike
@@ -59,25 +60,35 @@ def _upsample_to_input(logits, inputs, align_corners):
 
 
 def deeplab_v1(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
-               include_preprocessing=True, dropout=0.5, align_corners=True):
-    """DeepLab-LargeFOV: VGG16 at output stride 8, fc6 3x3 with rate 12 and 1024 channels."""
+               classifier_weights=None, include_preprocessing=True, dropout=0.5, align_corners=True):
+    """DeepLab-LargeFOV: VGG16 at output stride 8, fc6 3x3 with rate 12 and 1024 channels.
+
+    ``classifier_weights`` ("imagenet" or a VGG16 HDF5 file with its classifier) initialises fc6/fc7
+    from the decimated ImageNet classifier, as the paper does.
+    """
     _check_choice("backbone", backbone, ("vgg16",))
     inputs, features = _inputs_and_backbone(
         input_shape, backbone, 8, backbone_weights, include_preprocessing, pooling="deeplab"
     )
     logits = _vgg_fc_branch(features["P5"], num_classes, rate=12, dropout=dropout, suffix="")
-    return keras.Model(inputs, _upsample_to_input(logits, inputs, align_corners), name="deeplab_v1_largefov")
+    model = keras.Model(inputs, _upsample_to_input(logits, inputs, align_corners), name="deeplab_v1_largefov")
+    if classifier_weights is not None:
+        load_vgg16_classifier(model, classifier_weights)
+    return model
 
 
 def deeplab_v2(num_classes, input_shape=(None, None, 3), *, backbone="resnet101", aspp="L", backbone_weights=None,
-               include_preprocessing=True, dropout=0.5, align_corners=True):
+               classifier_weights=None, include_preprocessing=True, dropout=0.5, align_corners=True):
     """DeepLab v2: parallel atrous branches whose class scores are summed (ASPP-S or ASPP-L).
 
     VGG16: each branch is fc6 (3x3 at rate r, 1024) -> fc7 (1x1, 1024) -> fc8. ResNet-101: each
     branch is a single 3x3 atrous convolution to the classes on conv5 (the reference prototxt).
+    ``classifier_weights`` (VGG16 only) initialises every branch's fc6/fc7 from the ImageNet classifier.
     """
     _check_choice("backbone", backbone, ("vgg16", "resnet50", "resnet101"))
     _check_choice("aspp", aspp, tuple(ASPP_V2_RATES))
+    if classifier_weights is not None and backbone != "vgg16":
+        raise ValueError(f"classifier_weights applies to the VGG16 backbone only, not backbone={backbone!r}")
     rates = ASPP_V2_RATES[aspp]
     options = {"pooling": "deeplab"} if backbone == "vgg16" else {}
     inputs, features = _inputs_and_backbone(input_shape, backbone, 8, backbone_weights, include_preprocessing, **options)
@@ -95,7 +106,10 @@ def deeplab_v2(num_classes, input_shape=(None, None, 3), *, backbone="resnet101"
         ]
     logits = keras.layers.Add(name="aspp_sum")(branches)
     model_name = f"deeplab_v2_{backbone}_aspp_{aspp.lower()}"
-    return keras.Model(inputs, _upsample_to_input(logits, inputs, align_corners), name=model_name)
+    model = keras.Model(inputs, _upsample_to_input(logits, inputs, align_corners), name=model_name)
+    if classifier_weights is not None:
+        load_vgg16_classifier(model, classifier_weights)
+    return model
 
 
 def aspp_v3(x, atrous_rates, separable, align_corners, dropout):

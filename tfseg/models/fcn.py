@@ -5,6 +5,10 @@ works, VGG16 trunk with Caffe ceil-mode 2x2 pooling, fc6 = 7x7 VALID conv 4096 a
 4096 (the ImageNet classifier reshaped, see ``tfseg.backbones.vgg.classifier_as_convolutions``),
 zero-initialised score layers, transposed-convolution upsampling initialised to bilinear (the last
 one fixed, the 2x ones learned), and Caffe's crop offsets so that the output aligns with the input.
+
+``backbone_weights`` loads the ImageNet convolutional trunk; ``classifier_weights`` ("imagenet" or
+a VGG16 HDF5 file with its classifier) loads fc6/fc7 from the classifier's Dense layers, as the
+paper initialises them.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import keras
 
 from tfseg.backbones import build_backbone
+from tfseg.backbones.vgg import load_vgg16_classifier
 from tfseg.layers.initializers import BilinearUpsampling
 from tfseg.layers.preprocessing import ImagePreprocessing
 from tfseg.layers.spatial import CropLike
@@ -58,12 +63,18 @@ def _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout):
     return inputs, features, h
 
 
+def _finish(model, classifier_weights):
+    if classifier_weights is not None:
+        load_vgg16_classifier(model, classifier_weights)
+    return model
+
+
 def _scaled(x, scale, at_once, name):
     return keras.layers.Rescaling(scale, name=name)(x) if at_once else x
 
 
 def fcn32s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
-           include_preprocessing=True, dropout=0.5):
+           classifier_weights=None, include_preprocessing=True, dropout=0.5):
     """FCN-32s: fc7 scores upsampled 32x in one step."""
     _check_backbone(backbone)
     offsets = FCN_CROP_OFFSETS["fcn32s"]
@@ -71,11 +82,11 @@ def fcn32s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbo
     score = _score(h, num_classes, "score_fr")
     up = _upsample(score, num_classes, 32, "upscore", trainable=False)
     logits = CropLike(offsets["upscore"], name="score")([up, inputs])
-    return keras.Model(inputs, logits, name="fcn32s")
+    return _finish(keras.Model(inputs, logits, name="fcn32s"), classifier_weights)
 
 
 def fcn16s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
-           include_preprocessing=True, dropout=0.5, at_once=False):
+           classifier_weights=None, include_preprocessing=True, dropout=0.5, at_once=False):
     """FCN-16s: adds a zero-initialised score on pool4 fused at stride 16."""
     _check_backbone(backbone)
     offsets = FCN_CROP_OFFSETS["fcn16s"]
@@ -88,11 +99,11 @@ def fcn16s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbo
     fused = keras.layers.Add(name="fuse_pool4")([up2, score_pool4])
     up16 = _upsample(fused, num_classes, 16, "upscore16", trainable=False)
     logits = CropLike(offsets["upscore16"], name="score")([up16, inputs])
-    return keras.Model(inputs, logits, name="fcn16s")
+    return _finish(keras.Model(inputs, logits, name="fcn16s"), classifier_weights)
 
 
 def fcn8s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
-          include_preprocessing=True, dropout=0.5, at_once=False):
+          classifier_weights=None, include_preprocessing=True, dropout=0.5, at_once=False):
     """FCN-8s: scores on pool4 and pool3 fused at strides 16 and 8."""
     _check_backbone(backbone)
     offsets = FCN_CROP_OFFSETS["fcn8s"]
@@ -110,4 +121,4 @@ def fcn8s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbon
     fused3 = keras.layers.Add(name="fuse_pool3")([up4, score_pool3])
     up8 = _upsample(fused3, num_classes, 8, "upscore8", trainable=False)
     logits = CropLike(offsets["upscore8"], name="score")([up8, inputs])
-    return keras.Model(inputs, logits, name="fcn8s")
+    return _finish(keras.Model(inputs, logits, name="fcn8s"), classifier_weights)
