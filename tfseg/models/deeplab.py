@@ -136,10 +136,11 @@ def _default_rates(output_stride):
 
 
 def _v3_backbone_options(backbone, multi_grid):
-    if backbone.startswith("resnet"):
+    """ResNet's last stage and Xception's last exit-flow unit take multi-grid rates; MobileNetV2 none."""
+    if backbone.startswith(("resnet", "xception")):
         return {"multi_grid": multi_grid}
     if multi_grid is not None:
-        raise ValueError(f"multi_grid applies to ResNet backbones only, not backbone={backbone!r}")
+        raise ValueError(f"multi_grid applies to ResNet and Xception backbones, not backbone={backbone!r}")
     return {}
 
 
