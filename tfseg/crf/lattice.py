@@ -34,145 +34,171 @@ def _scale_factors(dimension):
     return [np.float32(inv_std_dev / np.sqrt((i + 1) * (i + 2))) for i in range(d)]
 
 
-def _canonical_offsets(dimension):
-    """``canonical[r][k]``: offset of the remainder-r vertex of the canonical simplex at rank k."""
-    d = dimension
-    return np.array(
-        [[r if k <= d - r else r - (d + 1) for k in range(d + 1)] for r in range(d + 1)], dtype=np.int32
-    )
+def _enclosing_simplex(columns, dimension):
+    """Barycentric weights and vertex keys of every point's enclosing simplex, as permutohedral.cpp.
 
-
-def _enclosing_simplex(features, dimension):
-    """Remainder-0 vertex, ranks and barycentric weights of every point, as in permutohedral.cpp.
-
-    Returns ``rem0`` int32 [P, d+1], ``rank`` int32 [P, d+1] and ``barycentric`` float32 [P, d+1].
+    ``columns``: d float32 [P] feature vectors. Work is laid out coordinate-major ([d+1, P]),
+    which TF handles far faster than [P, d+1] rows or [P, d+1, d+1] broadcasts.
+    Returns ``barycentric`` float32 [d+1, P] (row r weighs the remainder-r vertex), ``rem0``
+    int64 [d, P] (the remainder-0 vertex, first d coordinates) and ``rank`` int64 [d, P] (the
+    rank of those coordinates), from which the vertex keys follow.
     """
     d = dimension
     scale = _scale_factors(d)
-    columns = [features[:, i] * scale[i] for i in range(d)]
+    scaled = [columns[i] * scale[i] for i in range(d)]
     # Elevate onto the hyperplane sum(x) = 0 in R^{d+1}, in the C++ code's accumulation order.
     elevated = [None] * (d + 1)
-    running_sum = tf.zeros_like(columns[0])
+    running_sum = tf.zeros_like(scaled[0])
     for j in range(d, 0, -1):
-        cf = columns[j - 1]
-        elevated[j] = running_sum - float(j) * cf
-        running_sum = running_sum + cf
+        elevated[j] = running_sum - float(j) * scaled[j - 1]
+        running_sum = running_sum + scaled[j - 1]
     elevated[0] = running_sum
-    elevated = tf.stack(elevated, axis=1)  # [P, d+1]
+    elevated = tf.stack(elevated, axis=0)  # [d+1, P]
 
     # Nearest remainder-0 lattice point: round each coordinate to a multiple of d+1 (ties go down).
-    quotient = elevated * np.float32(1.0 / (d + 1))
-    up = tf.math.ceil(quotient) * float(d + 1)
-    down = tf.math.floor(quotient) * float(d + 1)
-    rem0 = tf.where(up - elevated < elevated - down, up, down)
-    rem0 = tf.cast(rem0, tf.int32)
-    coordinate_sum = tf.reduce_sum(rem0 // (d + 1), axis=1, keepdims=True)
+    down_factor = np.float32(1.0 / (d + 1))
+    quotient = elevated * down_factor
+    up, down = tf.math.ceil(quotient), tf.math.floor(quotient)
+    quotient = tf.where(up * float(d + 1) - elevated < elevated - down * float(d + 1), up, down)
+    rem0 = quotient * float(d + 1)
+    coordinate_sum = tf.reduce_sum(quotient, axis=0)
 
-    # Rank of every coordinate's residual; ties are broken exactly as the C++ double loop does.
-    residual = elevated - tf.cast(rem0, elevated.dtype)
-    less = tf.cast(residual[:, :, None] < residual[:, None, :], tf.int32)  # less[p, i, j] = r_i < r_j
-    upper = np.triu(np.ones((d + 1, d + 1), np.int32), 1)  # j > i
-    lower = upper.T  # j < i
-    rank = tf.reduce_sum(less * upper + (1 - tf.transpose(less, [0, 2, 1])) * lower, axis=2)
+    # Rank of every coordinate's residual, ties broken as the C++ double loop does
+    # (for i < j: rank[i]++ if r_i < r_j, else rank[j]++), then the coordinate sum added.
+    residual = tf.unstack(elevated - rem0, axis=0)
+    rank = [coordinate_sum] * (d + 1)
+    for i in range(d):
+        for j in range(i + 1, d + 1):
+            smaller = tf.cast(residual[i] < residual[j], tf.float32)
+            rank[i] = rank[i] + smaller
+            rank[j] = rank[j] + (1.0 - smaller)
+    rank = tf.stack(rank, axis=0)  # [d+1, P], integer-valued
 
-    # Bring points off the plane back onto it.
-    rank = rank + coordinate_sum
-    too_low = rank < 0
-    too_high = rank > d
-    shift = tf.where(too_low, d + 1, tf.where(too_high, -(d + 1), 0))
+    # Bring points off the plane back onto it (one wrap suffices: |sum| <= (d+1)/2).
+    shift = tf.where(rank < 0.0, float(d + 1), tf.where(rank > float(d), -float(d + 1), 0.0))
     rank = rank + shift
     rem0 = rem0 + shift
 
-    # Barycentric coordinates (p. 10 of Adams et al. 2010).
-    residual = (elevated - tf.cast(rem0, elevated.dtype)) * np.float32(1.0 / (d + 1))
-    add_at = tf.one_hot(d - rank, d + 2, dtype=residual.dtype)
-    sub_at = tf.one_hot(d - rank + 1, d + 2, dtype=residual.dtype)
-    barycentric = tf.einsum("pi,pik->pk", residual, add_at - sub_at)  # [P, d+2]
-    wrapped = barycentric[:, 0] + 1.0 + barycentric[:, d + 1]
-    barycentric = tf.concat([wrapped[:, None], barycentric[:, 1 : d + 1]], axis=1)
-    return rem0, rank, barycentric
+    # Barycentric coordinates (p. 10 of Adams et al. 2010): with s_m the scaled residual of the
+    # coordinate of rank m, b[k] = s_{d-k} - s_{d-k+1} for k >= 1 and b[0] = 1 + s_d - s_0.
+    # Rank m holds the m-th largest residual, so s is the residuals sorted in descending order
+    # (tied residuals are equal, so their order does not matter here): a sorting network.
+    by_rank = _sort_descending(tf.unstack((elevated - rem0) * np.float32(1.0 / (d + 1)), axis=0))
+    barycentric = [1.0 + by_rank[d] - by_rank[0]] + [by_rank[d - k] - by_rank[d - k + 1] for k in range(1, d + 1)]
+    return tf.stack(barycentric, axis=0), tf.cast(rem0[:d], tf.int64), tf.cast(rank[:d], tf.int64)
+
+
+def _sort_descending(values):
+    """Sort a short list of equal-shape tensors elementwise, largest first (odd-even merge sort network)."""
+    values = list(values)
+    n = len(values)
+    for i, j in _sorting_network(n):
+        high, low = tf.maximum(values[i], values[j]), tf.minimum(values[i], values[j])
+        values[i], values[j] = high, low
+    return values
+
+
+def _sorting_network(n):
+    """Compare-exchange pairs (i < j) of Batcher's odd-even merge sort for n inputs."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return pairs
 
 
 class PermutohedralLattice:
     """The lattice of one feature set (all images of a batch at once), built once, applied many times.
 
-    ``features``: float32 [P, d] (already divided by the kernel's standard deviations).
-    ``image_index``: optional int32 [P], the batch image each point belongs to; points of
-    different images never share a vertex, so one lattice filters a whole batch independently.
+    ``features``: float32 [P, d], or a list of d float32 [P] columns (already divided by the
+    kernel's standard deviations). ``image_index``: optional int32 [P], the batch image each
+    point belongs to; points of different images never share a vertex, so one lattice filters
+    a whole batch independently.
     """
 
     def __init__(self, features, image_index=None):
-        features = tf.convert_to_tensor(features, tf.float32)
-        if features.shape.rank != 2 or features.shape[-1] is None:
-            raise ValueError(f"features must be [points, d] with a static d; got shape {features.shape}")
-        d = int(features.shape[-1])
+        if isinstance(features, (list, tuple)):
+            columns = [tf.convert_to_tensor(c, tf.float32) for c in features]
+        else:
+            features = tf.convert_to_tensor(features, tf.float32)
+            if features.shape.rank != 2 or features.shape[-1] is None:
+                raise ValueError(f"features must be [points, d] with a static d; got shape {features.shape}")
+            columns = tf.unstack(features, axis=1)
+        d = len(columns)
         self.dimension = d
         self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
-        rem0, rank, barycentric = _enclosing_simplex(features, d)
-        self.barycentric = barycentric  # [P, d+1]; column r weighs the remainder-r vertex
+        self.barycentric, rem0, rank = _enclosing_simplex(columns, d)  # [d+1, P], [d, P], [d, P]
+        self.num_points = tf.shape(self.barycentric)[1]
 
-        # Keys of the d+1 enclosing vertices: [P, d+1 (remainder r), d (coordinate)].
-        canonical = tf.constant(_canonical_offsets(d))  # [r, rank]
-        offsets = tf.gather(canonical, rank[:, :d], axis=1)  # [r, P, d]
-        keys = rem0[None, :, :d] + offsets
-        keys = tf.transpose(keys, [1, 0, 2])  # [P, r, d]
-
-        # Flatten into int64 with padded ranges so that +-1 / +d neighbour steps stay in range.
-        low = tf.reduce_min(keys, axis=[0, 1]) - (d + 1)
-        high = tf.reduce_max(keys, axis=[0, 1]) + (d + 1)
-        extent = tf.cast(high - low + 1, tf.int64)
+        # Vertex r has coordinates key_r[j] = rem0[j] + r - (d+1) [rank[j] > d - r] (j < d; the last
+        # one is implied by the zero sum). Flatten them into int64 with per-coordinate ranges padded
+        # by 2d on both sides (vertex offsets and neighbour steps stay within +-2d of rem0), so
+        # flattening is linear: a step in coordinate j is a step of strides[j] in the flat key.
+        low = tf.reduce_min(rem0, axis=1) - 2 * d  # [d]
+        extent = tf.reduce_max(rem0, axis=1) + 2 * d - low + 1
         strides = [tf.constant(1, tf.int64)]
-        for k in range(d):  # d is static: no cumprod (not a TFLite builtin)
-            strides.append(strides[-1] * extent[k])
+        for j in range(d):  # d is static: no cumprod (not a TFLite builtin)
+            strides.append(strides[-1] * extent[j])
         stride_vector = tf.stack(strides[:d])
-        flat = tf.reduce_sum(tf.cast(keys - low, tf.int64) * stride_vector, axis=2)  # [P, d+1]
+        base = tf.reduce_sum((rem0 - low[:, None]) * stride_vector[:, None], axis=0)  # [P]
         if image_index is not None:
-            flat = flat + tf.cast(image_index, tf.int64)[:, None] * strides[d]
+            base = base + tf.cast(image_index, tf.int64) * strides[d]
+        # Sum of strides of the coordinates with rank > d - r, for r = 0..d: [d+1, P].
+        threshold = tf.constant(np.arange(d, -1, -1), tf.int64)[None, :, None]  # d - r
+        above = tf.cast(rank[:, None, :] > threshold, tf.int64)  # [d, d+1, P]
+        above = tf.reduce_sum(above * stride_vector[:, None, None], axis=0)
+        total_stride = tf.add_n(strides[:d])
+        offsets = tf.constant(np.arange(d + 1), tf.int64)[:, None] * total_stride
+        flat = base[None, :] + offsets - (d + 1) * above
 
         vertex_keys, vertex_of = tf.unique(tf.reshape(flat, [-1]), out_idx=tf.int32)
         self.num_vertices = tf.shape(vertex_keys)[0]
-        self.vertex_index = tf.reshape(vertex_of, [-1, d + 1])  # [P, d+1]
+        self.vertex_index = tf.reshape(vertex_of, [d + 1, -1])  # [d+1, P]
 
         # Neighbours along axis j: key - 1 everywhere with key[j] + d (its mirror is "+").
-        total_stride = tf.add_n(strides[:d])
         steps = [(d + 1) * strides[j] - total_stride for j in range(d)] + [-total_stride]
         candidates = [vertex_keys]
         for step in steps:
             candidates += [vertex_keys + step, vertex_keys - step]
         _, candidate_id = tf.unique(tf.concat(candidates, axis=0), out_idx=tf.int32)
-        # Vertex keys are distinct and come first, so they keep ids 0..V-1; anything else is absent.
+        # Vertex keys are distinct and come first, so they keep ids 0..V-1; anything else is absent
+        # and is sent to row V of the padded value table, which stays zero.
         absent = self.num_vertices
         neighbour_id = tf.where(candidate_id < absent, candidate_id, absent)
         neighbour_id = tf.reshape(neighbour_id[absent:], [2 * (d + 1), -1])
         self.blur_neighbours = [(neighbour_id[2 * j], neighbour_id[2 * j + 1]) for j in range(d + 1)]
-        self._splat_matrix = None
 
     # --- the three stages -----------------------------------------------------------------------
 
-    def splat_matrix(self):
-        """Sparse [P, V] matrix of barycentric weights (built lazily, once)."""
-        if self._splat_matrix is None:
-            points = tf.shape(self.vertex_index)[0]
-            d1 = self.dimension + 1
-            rows = tf.repeat(tf.range(points, dtype=tf.int64), d1)
-            cols = tf.cast(tf.reshape(self.vertex_index, [-1]), tf.int64)
-            self._splat_matrix = tf.SparseTensor(
-                indices=tf.stack([rows, cols], axis=1),
-                values=tf.reshape(self.barycentric, [-1]),
-                dense_shape=tf.stack([tf.cast(points, tf.int64), tf.cast(self.num_vertices, tf.int64)]),
-            )
-        return self._splat_matrix
+    def sparse_matrix(self, point_scale=None, dtype=tf.float32):
+        """Sparse [P, V] matrix of barycentric weights, each row optionally times ``point_scale[p]``.
 
-    def splat(self, values, implementation="portable"):
-        """[P, C] point values -> [V, C] vertex values."""
+        Splatting is ``matrix^T @ values`` and slicing ``matrix @ vertex_values`` (times alpha).
+        """
+        weights = self.barycentric
+        if point_scale is not None:
+            weights = weights * tf.reshape(tf.cast(point_scale, weights.dtype), [1, -1])
+        rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
+        cols = tf.cast(self.vertex_index, tf.int64)
+        return tf.SparseTensor(
+            indices=tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=1),
+            values=tf.cast(tf.reshape(weights, [-1]), dtype),
+            dense_shape=tf.stack([tf.cast(self.num_points, tf.int64), tf.cast(self.num_vertices, tf.int64)]),
+        )
+
+    def splat(self, values, implementation="portable", matrix=None):
+        """[P, C] point values -> [V, C] vertex values (``matrix``: a cached ``sparse_matrix()``)."""
         if implementation == "fast":
-            matrix = self.splat_matrix()
-            return tf.sparse.sparse_dense_matmul(
-                tf.sparse.SparseTensor(matrix.indices, tf.cast(matrix.values, values.dtype), matrix.dense_shape),
-                values,
-                adjoint_a=True,
-            )
-        weighted = tf.cast(self.barycentric, values.dtype)[:, :, None] * values[:, None, :]  # [P, d+1, C]
+            matrix = self.sparse_matrix(dtype=values.dtype) if matrix is None else matrix
+            return tf.sparse.sparse_dense_matmul(matrix, values, adjoint_a=True)
+        weighted = tf.cast(self.barycentric, values.dtype)[:, :, None] * values[None, :, :]  # [d+1, P, C]
         return tf.math.unsorted_segment_sum(
             tf.reshape(weighted, [-1, tf.shape(values)[-1]]),
             tf.reshape(self.vertex_index, [-1]),
@@ -189,17 +215,19 @@ class PermutohedralLattice:
             vertex_values = vertex_values + 0.5 * (tf.gather(padded, minus) + tf.gather(padded, plus))
         return vertex_values
 
-    def slice(self, vertex_values, implementation="portable"):
-        """[V, C] vertex values -> [P, C] point values (barycentric interpolation, times alpha)."""
+    def slice(self, vertex_values, implementation="portable", matrix=None):
+        """[V, C] vertex values -> [P, C] point values: barycentric interpolation times alpha.
+
+        With a cached ``matrix`` the caller has folded alpha (and any scaling) into it already.
+        """
         if implementation == "fast":
-            matrix = self.splat_matrix()
-            out = tf.sparse.sparse_dense_matmul(
-                tf.sparse.SparseTensor(matrix.indices, tf.cast(matrix.values, vertex_values.dtype), matrix.dense_shape),
-                vertex_values,
-            )
+            if matrix is not None:
+                return tf.sparse.sparse_dense_matmul(matrix, vertex_values)
+            matrix = self.sparse_matrix(dtype=vertex_values.dtype)
+            out = tf.sparse.sparse_dense_matmul(matrix, vertex_values)
         else:
-            gathered = tf.gather(vertex_values, self.vertex_index)  # [P, d+1, C]
-            out = tf.reduce_sum(gathered * tf.cast(self.barycentric, vertex_values.dtype)[:, :, None], axis=1)
+            gathered = tf.gather(vertex_values, self.vertex_index)  # [d+1, P, C]
+            out = tf.reduce_sum(gathered * tf.cast(self.barycentric, vertex_values.dtype)[:, :, None], axis=0)
         return out * tf.cast(self.alpha, out.dtype)
 
     def filter(self, values, implementation="portable", reverse=False):

@@ -46,32 +46,37 @@ class LatticeGaussianFilter:
 
     ``position_std``: sxy; ``color_std``: srgb or None (then the kernel is spatial only and one
     lattice over H x W serves every image of the batch, the batch being folded into channels).
+    ``output_scale`` (a number) multiplies the result; the fast path folds it, the
+    normalisation and the lattice's alpha into the sparse splat/slice matrices, built once.
     """
 
-    def __init__(self, image, position_std, color_std=None, implementation="fast"):
+    def __init__(self, image, position_std, color_std=None, implementation="fast", output_scale=1.0):
         shape = tf.shape(image)
         self.batch, self.height, self.width = shape[0], shape[1], shape[2]
         self.implementation = implementation
+        self.output_scale = float(output_scale)
         xs, ys = _pixel_grid(self.height, self.width)
         sxy = np.float32(position_std)
         self.shared_across_batch = color_std is None
         if self.shared_across_batch:
-            features = tf.stack([xs / sxy, ys / sxy], axis=1)
-            self.lattice = PermutohedralLattice(features)
+            self.lattice = PermutohedralLattice([xs / sxy, ys / sxy])
         else:
             pixels = self.height * self.width
-            positions = tf.tile(tf.stack([xs / sxy, ys / sxy], axis=1), [self.batch, 1])
-            colors = tf.reshape(tf.cast(image, tf.float32), [-1, 3]) / np.float32(color_std)
+            colors = tf.unstack(tf.reshape(tf.cast(image, tf.float32), [-1, 3]) / np.float32(color_std), axis=1)
+            positions = [tf.tile(xs / sxy, [self.batch]), tf.tile(ys / sxy, [self.batch])]
             image_index = tf.repeat(tf.range(self.batch), pixels)
-            self.lattice = PermutohedralLattice(tf.concat([positions, colors], axis=1), image_index)
-        ones = tf.ones([tf.shape(self.lattice.barycentric)[0], 1], tf.float32)
+            self.lattice = PermutohedralLattice(positions + colors, image_index)
+        ones = tf.ones([self.lattice.num_points, 1], tf.float32)
         self.norm = tf.math.rsqrt(self.lattice.filter(ones, implementation) + 1e-20)  # [P, 1]
+        self.output_norm = self.norm * self.output_scale
+        if implementation == "fast":
+            self.splat_matrix = self.lattice.sparse_matrix(point_scale=self.norm)
+            self.slice_matrix = self.lattice.sparse_matrix(point_scale=self.output_norm * self.lattice.alpha)
 
     def _to_points(self, field):
-        channels = tf.shape(field)[-1]
         if self.shared_across_batch:  # [B, H, W, C] -> [H*W, B*C]
             return tf.reshape(tf.transpose(field, [1, 2, 0, 3]), [self.height * self.width, -1])
-        return tf.reshape(field, [-1, channels])
+        return tf.reshape(field, [-1, tf.shape(field)[-1]])
 
     def _from_points(self, points, channels):
         if self.shared_across_batch:
@@ -81,9 +86,20 @@ class LatticeGaussianFilter:
 
     def __call__(self, field):
         channels = tf.shape(field)[-1]
-        norm = tf.cast(self.norm, field.dtype)
         points = self._to_points(field)
-        points = norm * self.lattice.filter(norm * points, self.implementation)
+        if self.implementation == "fast":
+            splat_matrix, slice_matrix = self.splat_matrix, self.slice_matrix
+            if field.dtype != tf.float32:
+                splat_matrix = tf.SparseTensor(splat_matrix.indices, tf.cast(splat_matrix.values, field.dtype),
+                                               splat_matrix.dense_shape)
+                slice_matrix = tf.SparseTensor(slice_matrix.indices, tf.cast(slice_matrix.values, field.dtype),
+                                               slice_matrix.dense_shape)
+            vertex_values = self.lattice.splat(points, "fast", matrix=splat_matrix)
+            vertex_values = self.lattice.blur(vertex_values)
+            points = self.lattice.slice(vertex_values, "fast", matrix=slice_matrix)
+        else:
+            norm = tf.cast(self.norm, field.dtype)
+            points = tf.cast(self.output_norm, field.dtype) * self.lattice.filter(norm * points, "portable")
         return self._from_points(points, channels)
 
 
@@ -91,16 +107,17 @@ class ConvolutionGaussianFilter:
     """Symmetrically normalised exact spatial Gaussian, exp(-d^2 / (2 sxy^2)), as two 1-D depthwise convolutions.
 
     Truncated at 4 sigma; zero padding at the borders, which the normalisation ``1/sqrt(K 1)``
-    accounts for just as the lattice's does.
+    accounts for just as the lattice's does. ``output_scale`` multiplies the result.
     """
 
-    def __init__(self, image, position_std):
+    def __init__(self, image, position_std, output_scale=1.0):
         radius = int(math.ceil(TRUNCATE_SIGMAS * float(position_std)))
         taps = np.arange(-radius, radius + 1, dtype=np.float64)
         self.taps = np.exp(-0.5 * (taps / float(position_std)) ** 2).astype(np.float32)
         shape = tf.shape(image)
         ones = tf.ones([1, shape[1], shape[2], 1], tf.float32)
         self.norm = tf.math.rsqrt(self._convolve(ones) + 1e-20)  # [1, H, W, 1]
+        self.output_norm = self.norm * float(output_scale)
 
     def _convolve(self, field):
         channels = field.shape[-1] if field.shape[-1] is not None else tf.shape(field)[-1]
@@ -113,10 +130,10 @@ class ConvolutionGaussianFilter:
 
     def __call__(self, field):
         norm = tf.cast(self.norm, field.dtype)
-        return norm * self._convolve(norm * field)
+        return tf.cast(self.output_norm, field.dtype) * self._convolve(norm * field)
 
 
-def spatial_gaussian_filter(image, position_std, implementation="fast", gaussian_filter="auto"):
+def spatial_gaussian_filter(image, position_std, implementation="fast", gaussian_filter="auto", output_scale=1.0):
     """The smoothness kernel's filter: a convolution or a 2-D lattice (see ``gaussian_filter``)."""
     if gaussian_filter not in GAUSSIAN_FILTERS:
         raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
@@ -124,13 +141,13 @@ def spatial_gaussian_filter(image, position_std, implementation="fast", gaussian
         small = math.ceil(TRUNCATE_SIGMAS * float(position_std)) <= MAX_CONVOLUTION_RADIUS
         gaussian_filter = "convolution" if small else "lattice"
     if gaussian_filter == "convolution":
-        return ConvolutionGaussianFilter(image, position_std)
-    return LatticeGaussianFilter(image, position_std, None, implementation)
+        return ConvolutionGaussianFilter(image, position_std, output_scale)
+    return LatticeGaussianFilter(image, position_std, None, implementation, output_scale)
 
 
-def bilateral_filter(image, position_std, color_std, implementation="fast"):
+def bilateral_filter(image, position_std, color_std, implementation="fast", output_scale=1.0):
     """The appearance kernel's filter over (x/sxy, y/sxy, r/srgb, g/srgb, b/srgb), one 5-D lattice per batch."""
-    return LatticeGaussianFilter(image, position_std, color_std, implementation)
+    return LatticeGaussianFilter(image, position_std, color_std, implementation, output_scale)
 
 
 def compatibility_transform(compat, num_labels=None):
@@ -155,19 +172,17 @@ def compatibility_transform(compat, num_labels=None):
     raise ValueError(f"compat must be a number, a 1-D or a 2-D array; got shape {matrix.shape}")
 
 
-def mean_field(unary, filters, compatibilities, iterations):
-    """Mean-field iterations; returns the last pre-softmax energies ``-U - sum_k compat_k(filter_k(Q))``.
+def mean_field(unary, messages, iterations):
+    """Mean-field iterations; returns the last pre-softmax scores ``-U + sum_k message_k(Q)``.
 
-    ``unary`` [B, H, W, C]; ``filters`` and ``compatibilities`` are callables on [B, H, W, C].
-    All terms read the same Q (synchronous update), as in pydensecrf's ``inference``.
+    ``unary`` [B, H, W, C]; ``messages``: callables on Q [B, H, W, C] giving each pairwise
+    term's contribution, i.e. ``-compat_k(filter_k(Q))`` in pydensecrf's terms. All terms read
+    the same Q (synchronous update), as in pydensecrf's ``inference``.
     """
     scores = -unary
-    q = tf.nn.softmax(scores, axis=-1)
     for _ in range(int(iterations)):
-        scores = -unary
-        for filter_fn, compat_fn in zip(filters, compatibilities):
-            scores = scores - compat_fn(filter_fn(q))
         q = tf.nn.softmax(scores, axis=-1)
+        scores = tf.add_n([-unary] + [message(q) for message in messages])
     return scores
 
 
@@ -232,14 +247,22 @@ def dense_crf(
     if single:
         image, unary = image[None], unary[None]
     num_labels = unary.shape[-1]
-    filters, compatibilities = [], []
-    if gaussian_compat is not None and not _is_zero(gaussian_compat):
-        filters.append(spatial_gaussian_filter(image, gaussian_sxy, implementation, gaussian_filter))
-        compatibilities.append(compatibility_transform(gaussian_compat, num_labels))
-    if bilateral_compat is not None and not _is_zero(bilateral_compat):
-        filters.append(bilateral_filter(image, bilateral_sxy, bilateral_srgb, implementation))
-        compatibilities.append(compatibility_transform(bilateral_compat, num_labels))
-    q = tf.nn.softmax(mean_field(unary, filters, compatibilities, iterations), axis=-1)
+    messages = []
+    terms = [
+        (gaussian_compat, lambda scale: spatial_gaussian_filter(image, gaussian_sxy, implementation, gaussian_filter,
+                                                                 output_scale=scale)),
+        (bilateral_compat, lambda scale: bilateral_filter(image, bilateral_sxy, bilateral_srgb, implementation,
+                                                          output_scale=scale)),
+    ]
+    for compat, make_filter in terms:
+        if compat is None or _is_zero(compat):
+            continue
+        if isinstance(compat, Number):  # Potts: -compat(m) = +w m, folded into the filter's output
+            messages.append(make_filter(float(compat)))
+        else:
+            filter_fn, transform = make_filter(1.0), compatibility_transform(compat, num_labels)
+            messages.append(lambda q, f=filter_fn, t=transform: -t(f(q)))
+    q = tf.nn.softmax(mean_field(unary, messages, iterations), axis=-1)
     return q[0] if single else q
 
 

@@ -40,6 +40,7 @@ def corrupted_unary(label, num_classes, *, ignore_label=None, stride=8, confiden
 
 
 def _resize(array, size, interpolation):
-    """cv2.resize for any channel count (cv2 handles at most 512 channels; ours are few)."""
-    out = cv2.resize(array, size, interpolation=interpolation)
-    return out.reshape(size[1], size[0], array.shape[-1])
+    """cv2.resize for any channel count (some cv2 modes take at most 4 channels: go 4 at a time)."""
+    chunks = [cv2.resize(np.ascontiguousarray(array[..., i : i + 4]), size, interpolation=interpolation)
+              for i in range(0, array.shape[-1], 4)]
+    return np.concatenate([c.reshape(size[1], size[0], -1) for c in chunks], axis=-1)

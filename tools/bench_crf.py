@@ -1,0 +1,98 @@
+"""Wall time of tfseg's dense CRF against pydensecrf2 on the same inputs.
+
+Cases: a 360x480 CamVid val image with 12 labels and the same image resized to 375x500 with
+21 labels (the Pascal VOC setting), unaries from ``tfseg.crf.corrupted_unary``; 5 and 10
+mean-field iterations; pydensecrf's README parameters (Gaussian sxy 3 compat 3, bilateral
+sxy 80 srgb 13 compat 10) unless overridden. Lattice construction is included on both sides:
+pydensecrf's timing covers DenseCRF2D construction, setUnaryEnergy, addPairwise* (which build
+the lattices) and inference; tfseg's covers one call of a compiled ``dense_crf`` (lattices are
+built inside every call). Tracing is excluded by a warm-up call. Each side is timed
+``--repeats`` times, interleaved; the median is reported and the ratio is tfseg / pydensecrf2.
+
+    python tools/bench_crf.py [--repeats 7] [--implementation fast] [--threads 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def pydensecrf_marginals(image, unary, iterations, params):
+    import pydensecrf.densecrf as dcrf
+
+    height, width, labels = unary.shape
+    crf = dcrf.DenseCRF2D(width, height, labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
+    crf.addPairwiseGaussian(sxy=params["gaussian_sxy"], compat=params["gaussian_compat"])
+    crf.addPairwiseBilateral(sxy=params["bilateral_sxy"], srgb=params["bilateral_srgb"],
+                             rgbim=np.ascontiguousarray(image), compat=params["bilateral_compat"])
+    return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
+
+
+def make_cases():
+    from tfseg.crf import corrupted_unary
+    from tfseg.data.camvid import load_split
+
+    images, labels = load_split("val", limit=1)
+    image, label = images[0], labels[0]
+    cases = [("360x480, 12 labels", image, corrupted_unary(label, 12, seed=0))]
+    big_image = cv2.resize(image, (500, 375), interpolation=cv2.INTER_LINEAR)
+    big_label = cv2.resize(label, (500, 375), interpolation=cv2.INTER_NEAREST)
+    cases.append(("375x500, 21 labels", big_image, corrupted_unary(big_label, 21, seed=1)))
+    return cases
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--iterations", type=int, nargs="+", default=[5, 10])
+    parser.add_argument("--implementation", default="fast", choices=["fast", "portable"])
+    parser.add_argument("--gaussian-filter", default="auto", choices=["auto", "convolution", "lattice"])
+    parser.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads (0: TF default)")
+    args = parser.parse_args(argv)
+
+    import tensorflow as tf
+
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from tfseg.crf import dense_crf
+
+    params = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0,
+                  bilateral_compat=10.0)
+    print(f"tfseg implementation={args.implementation} gaussian_filter={args.gaussian_filter} "
+          f"threads={args.threads or 'default'} repeats={args.repeats}; params {params}")
+    print(f"{'case':<20} {'iters':>5} {'tfseg s':>9} {'pydensecrf s':>13} {'ratio':>6} {'agree %':>8}")
+    for name, image, unary in make_cases():
+        for iterations in args.iterations:
+            compiled = tf.function(lambda im, un, it=iterations: dense_crf(
+                im, un, iterations=it, implementation=args.implementation,
+                gaussian_filter=args.gaussian_filter, **params))
+            image_t, unary_t = tf.constant(image), tf.constant(unary)
+            ours = compiled(image_t, unary_t).numpy()  # warm-up: tracing excluded
+            reference = pydensecrf_marginals(image, unary, iterations, params)
+            ours_times, ref_times = [], []
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                compiled(image_t, unary_t).numpy()
+                ours_times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                pydensecrf_marginals(image, unary, iterations, params)
+                ref_times.append(time.perf_counter() - start)
+            ours_s, ref_s = statistics.median(ours_times), statistics.median(ref_times)
+            agree = 100.0 * np.mean(ours.argmax(-1) == reference.argmax(-1))
+            print(f"{name:<20} {iterations:>5} {ours_s:>9.3f} {ref_s:>13.3f} {ours_s / ref_s:>6.2f} {agree:>8.3f}"
+                  f"   (tfseg min {min(ours_times):.3f}, pydensecrf min {min(ref_times):.3f})", flush=True)
+
+
+if __name__ == "__main__":
+    main()
