@@ -9,11 +9,9 @@ from tfseg.crf.lattice import IMPLEMENTATIONS, PermutohedralLattice  # noqa: F40
 from tfseg.crf.mean_field import (  # noqa: F401
     GAUSSIAN_FILTERS,
     ConvolutionGaussianFilter,
-    LatticeGaussianFilter,
-    bilateral_filter,
-    compatibility_transform,
+    PairwiseFilters,
     dense_crf,
     mean_field,
-    spatial_gaussian_filter,
+    message_transform,
 )
 from tfseg.crf.synthetic import corrupted_unary  # noqa: F401

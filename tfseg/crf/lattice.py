@@ -174,29 +174,39 @@ class PermutohedralLattice:
         neighbour_id = tf.where(candidate_id < absent, candidate_id, absent)
         neighbour_id = tf.reshape(neighbour_id[absent:], [2 * (d + 1), -1])
         self.blur_neighbours = [(neighbour_id[2 * j], neighbour_id[2 * j + 1]) for j in range(d + 1)]
+        self._sparse_indices = None
 
     # --- the three stages -----------------------------------------------------------------------
 
-    def sparse_matrix(self, point_scale=None, dtype=tf.float32):
-        """Sparse [P, V] matrix of barycentric weights, each row optionally times ``point_scale[p]``.
+    def sparse_indices(self):
+        """int64 [(d+1) P, 2] (point, vertex) positions of the barycentric weights (built once)."""
+        if self._sparse_indices is None:
+            rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
+            cols = tf.cast(self.vertex_index, tf.int64)
+            self._sparse_indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=0))
+        return self._sparse_indices
 
-        Splatting is ``matrix^T @ values`` and slicing ``matrix @ vertex_values`` (times alpha).
-        """
+    def sparse_values(self, point_scale=None):
+        """float32 [(d+1) P] barycentric weights, each point's optionally times ``point_scale[p]``."""
         weights = self.barycentric
         if point_scale is not None:
             weights = weights * tf.reshape(tf.cast(point_scale, weights.dtype), [1, -1])
-        rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
-        cols = tf.cast(self.vertex_index, tf.int64)
-        return tf.SparseTensor(
-            indices=tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=1),
-            values=tf.cast(tf.reshape(weights, [-1]), dtype),
-            dense_shape=tf.stack([tf.cast(self.num_points, tf.int64), tf.cast(self.num_vertices, tf.int64)]),
-        )
+        return tf.reshape(weights, [-1])
+
+    def sparse_matrix(self, point_scale=None):
+        """Sparse [P, V] matrix of barycentric weights, each row optionally times ``point_scale[p]``.
+
+        Splatting is ``matrix^T @ values`` and slicing ``alpha * matrix @ vertex_values``.
+        """
+        dense_shape = tf.stack([tf.cast(self.num_points, tf.int64), tf.cast(self.num_vertices, tf.int64)])
+        return tf.SparseTensor(self.sparse_indices(), self.sparse_values(point_scale), dense_shape)
 
     def splat(self, values, implementation="portable", matrix=None):
         """[P, C] point values -> [V, C] vertex values (``matrix``: a cached ``sparse_matrix()``)."""
         if implementation == "fast":
-            matrix = self.sparse_matrix(dtype=values.dtype) if matrix is None else matrix
+            matrix = self.sparse_matrix() if matrix is None else matrix
+            if matrix.dtype != values.dtype:
+                matrix = tf.SparseTensor(matrix.indices, tf.cast(matrix.values, values.dtype), matrix.dense_shape)
             return tf.sparse.sparse_dense_matmul(matrix, values, adjoint_a=True)
         weighted = tf.cast(self.barycentric, values.dtype)[:, :, None] * values[None, :, :]  # [d+1, P, C]
         return tf.math.unsorted_segment_sum(
@@ -216,24 +226,25 @@ class PermutohedralLattice:
         return vertex_values
 
     def slice(self, vertex_values, implementation="portable", matrix=None):
-        """[V, C] vertex values -> [P, C] point values: barycentric interpolation times alpha.
-
-        With a cached ``matrix`` the caller has folded alpha (and any scaling) into it already.
-        """
+        """[V, C] vertex values -> [P, C] point values: barycentric interpolation times alpha."""
         if implementation == "fast":
-            if matrix is not None:
-                return tf.sparse.sparse_dense_matmul(matrix, vertex_values)
-            matrix = self.sparse_matrix(dtype=vertex_values.dtype)
+            matrix = self.sparse_matrix() if matrix is None else matrix
+            if matrix.dtype != vertex_values.dtype:
+                matrix = tf.SparseTensor(matrix.indices, tf.cast(matrix.values, vertex_values.dtype),
+                                         matrix.dense_shape)
             out = tf.sparse.sparse_dense_matmul(matrix, vertex_values)
         else:
             gathered = tf.gather(vertex_values, self.vertex_index)  # [d+1, P, C]
             out = tf.reduce_sum(gathered * tf.cast(self.barycentric, vertex_values.dtype)[:, :, None], axis=0)
         return out * tf.cast(self.alpha, out.dtype)
 
-    def filter(self, values, implementation="portable", reverse=False):
-        """Approximate Gaussian filtering ``out_i = sum_j exp(-|f_i - f_j|^2 / 2) values_j`` of [P, C] values."""
+    def filter(self, values, implementation="portable", reverse=False, matrix=None):
+        """Approximate Gaussian filter ``out_i = sum_j exp(-|f_i - f_j|^2 / 2) values_j`` of [P, C] values.
+
+        ``matrix``: a cached plain ``sparse_matrix()`` for the fast path.
+        """
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
-        vertex_values = self.splat(values, implementation)
+        vertex_values = self.splat(values, implementation, matrix)
         vertex_values = self.blur(vertex_values, reverse=reverse)
-        return self.slice(vertex_values, implementation)
+        return self.slice(vertex_values, implementation, matrix)

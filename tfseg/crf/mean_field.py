@@ -30,8 +30,6 @@ import tensorflow as tf
 from tfseg.crf.lattice import IMPLEMENTATIONS, PermutohedralLattice
 
 GAUSSIAN_FILTERS = ("auto", "convolution", "lattice")
-# "auto" convolves when the truncated kernel has at most this radius (pixels), else uses the lattice.
-MAX_CONVOLUTION_RADIUS = 64
 TRUNCATE_SIGMAS = 4.0
 
 
@@ -41,83 +39,30 @@ def _pixel_grid(height, width):
     return tf.reshape(xs, [-1]), tf.reshape(ys, [-1])
 
 
-class LatticeGaussianFilter:
-    """Symmetrically normalised permutohedral-lattice filter of a batch of [B, H, W, C] fields.
-
-    ``position_std``: sxy; ``color_std``: srgb or None (then the kernel is spatial only and one
-    lattice over H x W serves every image of the batch, the batch being folded into channels).
-    ``output_scale`` (a number) multiplies the result; the fast path folds it, the
-    normalisation and the lattice's alpha into the sparse splat/slice matrices, built once.
-    """
-
-    def __init__(self, image, position_std, color_std=None, implementation="fast", output_scale=1.0):
-        shape = tf.shape(image)
-        self.batch, self.height, self.width = shape[0], shape[1], shape[2]
-        self.implementation = implementation
-        self.output_scale = float(output_scale)
-        xs, ys = _pixel_grid(self.height, self.width)
-        sxy = np.float32(position_std)
-        self.shared_across_batch = color_std is None
-        if self.shared_across_batch:
-            self.lattice = PermutohedralLattice([xs / sxy, ys / sxy])
-        else:
-            pixels = self.height * self.width
-            colors = tf.unstack(tf.reshape(tf.cast(image, tf.float32), [-1, 3]) / np.float32(color_std), axis=1)
-            positions = [tf.tile(xs / sxy, [self.batch]), tf.tile(ys / sxy, [self.batch])]
-            image_index = tf.repeat(tf.range(self.batch), pixels)
-            self.lattice = PermutohedralLattice(positions + colors, image_index)
-        ones = tf.ones([self.lattice.num_points, 1], tf.float32)
-        self.norm = tf.math.rsqrt(self.lattice.filter(ones, implementation) + 1e-20)  # [P, 1]
-        self.output_norm = self.norm * self.output_scale
-        if implementation == "fast":
-            self.splat_matrix = self.lattice.sparse_matrix(point_scale=self.norm)
-            self.slice_matrix = self.lattice.sparse_matrix(point_scale=self.output_norm * self.lattice.alpha)
-
-    def _to_points(self, field):
-        if self.shared_across_batch:  # [B, H, W, C] -> [H*W, B*C]
-            return tf.reshape(tf.transpose(field, [1, 2, 0, 3]), [self.height * self.width, -1])
-        return tf.reshape(field, [-1, tf.shape(field)[-1]])
-
-    def _from_points(self, points, channels):
-        if self.shared_across_batch:
-            field = tf.reshape(points, [self.height, self.width, self.batch, channels])
-            return tf.transpose(field, [2, 0, 1, 3])
-        return tf.reshape(points, [self.batch, self.height, self.width, channels])
-
-    def __call__(self, field):
-        channels = tf.shape(field)[-1]
-        points = self._to_points(field)
-        if self.implementation == "fast":
-            splat_matrix, slice_matrix = self.splat_matrix, self.slice_matrix
-            if field.dtype != tf.float32:
-                splat_matrix = tf.SparseTensor(splat_matrix.indices, tf.cast(splat_matrix.values, field.dtype),
-                                               splat_matrix.dense_shape)
-                slice_matrix = tf.SparseTensor(slice_matrix.indices, tf.cast(slice_matrix.values, field.dtype),
-                                               slice_matrix.dense_shape)
-            vertex_values = self.lattice.splat(points, "fast", matrix=splat_matrix)
-            vertex_values = self.lattice.blur(vertex_values)
-            points = self.lattice.slice(vertex_values, "fast", matrix=slice_matrix)
-        else:
-            norm = tf.cast(self.norm, field.dtype)
-            points = tf.cast(self.output_norm, field.dtype) * self.lattice.filter(norm * points, "portable")
-        return self._from_points(points, channels)
+def _resolve_gaussian_filter(position_std, gaussian_filter):
+    if gaussian_filter not in GAUSSIAN_FILTERS:
+        raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
+    if gaussian_filter == "auto":
+        # On the sparse path the 2-D lattice shares the bilateral term's splat and slice matmuls,
+        # which is faster than two convolution passes (tools/results/crf.md) and exact.
+        return "lattice"
+    return gaussian_filter
 
 
 class ConvolutionGaussianFilter:
     """Symmetrically normalised exact spatial Gaussian, exp(-d^2 / (2 sxy^2)), as two 1-D depthwise convolutions.
 
     Truncated at 4 sigma; zero padding at the borders, which the normalisation ``1/sqrt(K 1)``
-    accounts for just as the lattice's does. ``output_scale`` multiplies the result.
+    accounts for just as the lattice's does.
     """
 
-    def __init__(self, image, position_std, output_scale=1.0):
+    def __init__(self, image, position_std):
         radius = int(math.ceil(TRUNCATE_SIGMAS * float(position_std)))
         taps = np.arange(-radius, radius + 1, dtype=np.float64)
         self.taps = np.exp(-0.5 * (taps / float(position_std)) ** 2).astype(np.float32)
         shape = tf.shape(image)
         ones = tf.ones([1, shape[1], shape[2], 1], tf.float32)
         self.norm = tf.math.rsqrt(self._convolve(ones) + 1e-20)  # [1, H, W, 1]
-        self.output_norm = self.norm * float(output_scale)
 
     def _convolve(self, field):
         channels = field.shape[-1] if field.shape[-1] is not None else tf.shape(field)[-1]
@@ -130,59 +75,188 @@ class ConvolutionGaussianFilter:
 
     def __call__(self, field):
         norm = tf.cast(self.norm, field.dtype)
-        return tf.cast(self.output_norm, field.dtype) * self._convolve(norm * field)
+        return norm * self._convolve(norm * field)
 
 
-def spatial_gaussian_filter(image, position_std, implementation="fast", gaussian_filter="auto", output_scale=1.0):
-    """The smoothness kernel's filter: a convolution or a 2-D lattice (see ``gaussian_filter``)."""
-    if gaussian_filter not in GAUSSIAN_FILTERS:
-        raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
-    if gaussian_filter == "auto":
-        small = math.ceil(TRUNCATE_SIGMAS * float(position_std)) <= MAX_CONVOLUTION_RADIUS
-        gaussian_filter = "convolution" if small else "lattice"
-    if gaussian_filter == "convolution":
-        return ConvolutionGaussianFilter(image, position_std, output_scale)
-    return LatticeGaussianFilter(image, position_std, None, implementation, output_scale)
+class PairwiseFilters:
+    """All pairwise kernels of a dense CRF for a batch of images, built once, applied every iteration.
+
+    ``kernels``: list of ``(position_std, color_std)``; ``color_std=None`` is the spatial
+    Gaussian (features x/sxy, y/sxy), otherwise the bilateral kernel (x/sxy, y/sxy, r/srgb,
+    g/srgb, b/srgb). Each lattice kernel k has its own permutohedral lattice (Adams et al. 2010)
+    over all B*H*W pixels (keys offset per image, so images never mix) and its symmetric
+    normalisation ``n_k = 1/sqrt(K_k 1)``.
+
+    ``__call__(q, transforms)`` returns ``sum_k transforms[k](n_k * K_k(n_k * q))`` where each
+    transform is linear on the label axis (a compatibility). Being linear on labels, it
+    commutes with splat, blur and slice, so it is applied to the small vertex tables. On the
+    ``"fast"`` path all lattices share one sparse splat matmul and one sparse slice matmul
+    (their vertex tables are stacked), with the normalisations and alpha folded into the
+    sparse values; ``"portable"`` uses unsorted_segment_sum + gather (TFLite builtins).
+    """
+
+    def __init__(self, image, kernels, implementation="fast", gaussian_filter="auto"):
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
+        shape = tf.shape(image)
+        self.batch, self.height, self.width = shape[0], shape[1], shape[2]
+        self.implementation = implementation
+        self.kernels = list(kernels)
+        pixels = self.height * self.width
+        xs, ys = _pixel_grid(self.height, self.width)
+        colors = None
+        image_index = tf.repeat(tf.range(self.batch), pixels)
+        self.terms = []  # per kernel: ("lattice", lattice, norm) or ("convolution", filter)
+        for position_std, color_std in self.kernels:
+            if color_std is None and _resolve_gaussian_filter(position_std, gaussian_filter) == "convolution":
+                self.terms.append(("convolution", ConvolutionGaussianFilter(image, position_std)))
+                continue
+            sxy = np.float32(position_std)
+            features = [tf.tile(xs / sxy, [self.batch]), tf.tile(ys / sxy, [self.batch])]
+            if color_std is not None:
+                if colors is None:
+                    colors = tf.unstack(tf.reshape(tf.cast(image, tf.float32), [-1, 3]), axis=1)
+                features += [c / np.float32(color_std) for c in colors]
+            lattice = PermutohedralLattice(features, image_index)
+            plain = lattice.sparse_matrix() if implementation == "fast" else None
+            ones = tf.ones([lattice.num_points, 1], tf.float32)
+            norm = tf.math.rsqrt(lattice.filter(ones, implementation, matrix=plain) + 1e-20)[:, 0]  # [P]
+            self.terms.append(("lattice", lattice, norm))
+        self._lattice_terms = [t for t in self.terms if t[0] == "lattice"]
+        if implementation == "fast" and self._lattice_terms:
+            self._stack_lattices()
+
+    def _stack_lattices(self):
+        """Stack every lattice's vertex table into one [sum_k V_k + 1, C] table (last row: zero).
+
+        Builds the shared sparse splat and slice matrices (normalisation and alpha folded in)
+        and, per blur axis, one [2, sum_k V_k + 1] neighbour index into the stacked table;
+        lattices with fewer axes, absent neighbours and the zero row itself point at the zero row.
+        """
+        lattices = [t[1] for t in self._lattice_terms]
+        norms = [t[2] for t in self._lattice_terms]
+        self.vertex_counts = [lattice.num_vertices for lattice in lattices]
+        offsets = [tf.constant(0, tf.int32)]
+        for count in self.vertex_counts:
+            offsets.append(offsets[-1] + count)
+        total = offsets[-1]  # index of the zero row
+        self.splat_matrix, self.slice_matrix = _stacked_sparse_matrices(
+            lattices, [norms, [n * lattice.alpha for n, lattice in zip(norms, lattices)]], total + 1)
+        self.blur_indices = []
+        for axis in range(max(lattice.dimension for lattice in lattices) + 1):
+            parts = []
+            for lattice, offset, count in zip(lattices, offsets, self.vertex_counts):
+                if axis <= lattice.dimension:
+                    pair = tf.stack(lattice.blur_neighbours[axis], axis=0)  # [2, V_k], absent = V_k
+                    parts.append(tf.where(pair < count, pair + offset, total))
+                else:
+                    parts.append(tf.fill([2, count], total))
+            parts.append(tf.fill([2, 1], total))
+            self.blur_indices.append(tf.reshape(tf.concat(parts, axis=1), [-1]))
+        self.row_blocks = tf.repeat(tf.range(len(lattices) + 1),
+                                    tf.stack(self.vertex_counts + [tf.constant(1, tf.int32)]))
+
+    def _lattice_messages(self, points, transforms):
+        """[P, C] -> [P, C]: sum over lattice kernels of transform_k(n_k K_k(n_k points))."""
+        if self.implementation == "fast":
+            splat_matrix, slice_matrix = self.splat_matrix, self.slice_matrix
+            if points.dtype != tf.float32:
+                splat_matrix = _cast_sparse(splat_matrix, points.dtype)
+                slice_matrix = _cast_sparse(slice_matrix, points.dtype)
+            table = tf.sparse.sparse_dense_matmul(splat_matrix, points, adjoint_a=True)  # [sum V + 1, C]
+            rows = tf.shape(table)[0]
+            for index in self.blur_indices:
+                neighbours = tf.reshape(tf.gather(table, index), [2, rows, -1])
+                table = table + 0.5 * (neighbours[0] + neighbours[1])
+            if all(isinstance(t, Number) for t in transforms):  # Potts weights: scale row blocks
+                weights = tf.constant([float(t) for t in transforms] + [0.0], table.dtype)
+                table = table * tf.gather(weights, self.row_blocks)[:, None]
+            else:
+                tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
+                tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
+                table = tf.concat(tables, axis=0)
+            return tf.sparse.sparse_dense_matmul(slice_matrix, table)
+        outputs = []
+        for (_, lattice, norm), transform in zip(self._lattice_terms, transforms):
+            norm = tf.cast(norm, points.dtype)[:, None]
+            table = lattice.blur(lattice.splat(norm * points, "portable"))
+            outputs.append(norm * lattice.slice(_apply(transform, table), "portable"))
+        return tf.add_n(outputs)
+
+    def __call__(self, q, transforms):
+        """``sum_k transforms[k](filter_k(q))`` for q [B, H, W, C].
+
+        ``transforms``: one per kernel, a number (a scale) or a map linear on the label axis.
+        """
+        if len(transforms) != len(self.terms):
+            raise ValueError(f"{len(transforms)} transforms for {len(self.terms)} kernels")
+        outputs = []
+        lattice_transforms = [t for term, t in zip(self.terms, transforms) if term[0] == "lattice"]
+        if lattice_transforms:
+            points = tf.reshape(q, [-1, tf.shape(q)[-1]])
+            outputs.append(tf.reshape(self._lattice_messages(points, lattice_transforms), tf.shape(q)))
+        for term, transform in zip(self.terms, transforms):
+            if term[0] == "convolution":
+                outputs.append(_apply(transform, term[1](q)))
+        return tf.add_n(outputs) if len(outputs) > 1 else outputs[0]
 
 
-def bilateral_filter(image, position_std, color_std, implementation="fast", output_scale=1.0):
-    """The appearance kernel's filter over (x/sxy, y/sxy, r/srgb, g/srgb, b/srgb), one 5-D lattice per batch."""
-    return LatticeGaussianFilter(image, position_std, color_std, implementation, output_scale)
+def _apply(transform, values):
+    return values * tf.cast(transform, values.dtype) if isinstance(transform, Number) else transform(values)
 
 
-def compatibility_transform(compat, num_labels=None):
-    """pydensecrf's label-compatibility conventions as a function of the filtered field [..., C].
+def _stacked_sparse_matrices(lattices, scale_sets, columns):
+    """Sparse [P, columns] matrices, one per scale set: lattice k's weights times scales[k], side by side."""
+    indices, offset = [], tf.constant(0, tf.int64)
+    for lattice in lattices:
+        indices.append(lattice.sparse_indices() + tf.stack([tf.constant(0, tf.int64), offset])[None, :])
+        offset = offset + tf.cast(lattice.num_vertices, tf.int64)
+    indices = tf.concat(indices, 0) if len(indices) > 1 else indices[0]
+    dense_shape = tf.stack([tf.cast(lattices[0].num_points, tf.int64), tf.cast(columns, tf.int64)])
+    return [
+        tf.SparseTensor(indices, tf.concat([l.sparse_values(s) for l, s in zip(lattices, scales)], 0), dense_shape)
+        for scales in scale_sets
+    ]
 
-    A number w is Potts: ``-w * m``; a 1-D array v is ``v * m`` (diagonal, no minus); a 2-D
-    matrix M is ``m @ (0.5 (M + M^T))`` (symmetrised, no minus).
+
+def _cast_sparse(matrix, dtype):
+    return tf.SparseTensor(matrix.indices, tf.cast(matrix.values, dtype), matrix.dense_shape)
+
+
+def message_transform(compat, num_labels=None):
+    """A pairwise term's contribution ``-compat(m)`` to the scores, in pydensecrf's conventions.
+
+    Returns a number (a scale) for Potts, else a callable on [..., C].
+
+    ``m`` is the filtered field [..., C]. A number w is Potts, compat(m) = -w m, so the
+    contribution is ``+w m``; a 1-D array v gives ``-v m`` (diagonal, no minus in compat); a
+    2-D matrix M gives ``-m @ (0.5 (M + M^T))`` (symmetrised, no minus in compat).
     """
     if isinstance(compat, Number):
-        weight = float(compat)
-        return lambda message: -weight * message
+        return float(compat)  # a scale, which PairwiseFilters folds into its vertex tables
     matrix = np.asarray(compat, dtype=np.float32)
     if matrix.ndim == 1:
         if num_labels is not None and matrix.shape[0] != num_labels:
             raise ValueError(f"compat vector has shape {matrix.shape}; expected ({num_labels},)")
-        return lambda message: message * tf.constant(matrix, message.dtype)
+        return lambda message: message * tf.constant(-matrix, message.dtype)
     if matrix.ndim == 2:
         if matrix.shape[0] != matrix.shape[1] or (num_labels is not None and matrix.shape[0] != num_labels):
             raise ValueError(f"compat matrix has shape {matrix.shape}; expected ({num_labels}, {num_labels})")
-        symmetric = 0.5 * (matrix + matrix.T)
-        return lambda message: tf.tensordot(message, tf.constant(symmetric, message.dtype), axes=[[-1], [0]])
+        symmetric = -0.5 * (matrix + matrix.T)
+        return lambda message: tf.matmul(message, tf.constant(symmetric, message.dtype))
     raise ValueError(f"compat must be a number, a 1-D or a 2-D array; got shape {matrix.shape}")
 
 
-def mean_field(unary, messages, iterations):
-    """Mean-field iterations; returns the last pre-softmax scores ``-U + sum_k message_k(Q)``.
+def mean_field(unary, pairwise, iterations):
+    """Mean-field iterations; returns the last pre-softmax scores ``-U + pairwise(Q)``.
 
-    ``unary`` [B, H, W, C]; ``messages``: callables on Q [B, H, W, C] giving each pairwise
-    term's contribution, i.e. ``-compat_k(filter_k(Q))`` in pydensecrf's terms. All terms read
-    the same Q (synchronous update), as in pydensecrf's ``inference``.
+    ``unary`` [B, H, W, C]; ``pairwise``: Q [B, H, W, C] -> the summed contributions
+    ``-sum_k compat_k(filter_k(Q))``. All terms read the same Q (synchronous update), as in
+    pydensecrf's ``inference``.
     """
     scores = -unary
     for _ in range(int(iterations)):
-        q = tf.nn.softmax(scores, axis=-1)
-        scores = tf.add_n([-unary] + [message(q) for message in messages])
+        scores = -unary + pairwise(tf.nn.softmax(scores, axis=-1))
     return scores
 
 
@@ -236,7 +310,7 @@ def dense_crf(
 
     ``implementation``: "fast" (sparse matmul) or "portable" (segment_sum/gather, TFLite
     builtins). ``gaussian_filter``: "convolution" (exact separable Gaussian), "lattice" (as
-    pydensecrf) or "auto" (convolution unless the kernel radius exceeds 64 pixels).
+    pydensecrf) or "auto" (currently the lattice).
     """
     image, unary = _check_inputs(image, unary)
     if implementation not in IMPLEMENTATIONS:
@@ -247,22 +321,18 @@ def dense_crf(
     if single:
         image, unary = image[None], unary[None]
     num_labels = unary.shape[-1]
-    messages = []
-    terms = [
-        (gaussian_compat, lambda scale: spatial_gaussian_filter(image, gaussian_sxy, implementation, gaussian_filter,
-                                                                 output_scale=scale)),
-        (bilateral_compat, lambda scale: bilateral_filter(image, bilateral_sxy, bilateral_srgb, implementation,
-                                                          output_scale=scale)),
-    ]
-    for compat, make_filter in terms:
+    kernels, transforms = [], []
+    for compat, kernel in [(gaussian_compat, (gaussian_sxy, None)),
+                           (bilateral_compat, (bilateral_sxy, bilateral_srgb))]:
         if compat is None or _is_zero(compat):
             continue
-        if isinstance(compat, Number):  # Potts: -compat(m) = +w m, folded into the filter's output
-            messages.append(make_filter(float(compat)))
-        else:
-            filter_fn, transform = make_filter(1.0), compatibility_transform(compat, num_labels)
-            messages.append(lambda q, f=filter_fn, t=transform: -t(f(q)))
-    q = tf.nn.softmax(mean_field(unary, messages, iterations), axis=-1)
+        kernels.append(kernel)
+        transforms.append(message_transform(compat, num_labels))
+    if not kernels or int(iterations) == 0:
+        q = tf.nn.softmax(-unary, axis=-1)
+    else:
+        filters = PairwiseFilters(image, kernels, implementation, gaussian_filter)
+        q = tf.nn.softmax(mean_field(unary, lambda q: filters(q, transforms), iterations), axis=-1)
     return q[0] if single else q
 
 
