@@ -28,10 +28,14 @@ IMPLEMENTATIONS = ("fast", "portable")
 
 
 def _scale_factors(dimension):
-    """Per-feature scale so the lattice blur approximates a unit-variance Gaussian (Adams et al. 2010)."""
+    """Per-feature scale so the lattice blur approximates a unit-variance Gaussian (Adams et al. 2010).
+
+    Rounded exactly as the C++ code does (a float ``inv_std_dev`` times a double), since a
+    one-ulp difference moves points that sit on simplex boundaries.
+    """
     d = dimension
-    inv_std_dev = np.sqrt(2.0 / 3.0) * (d + 1)
-    return [np.float32(inv_std_dev / np.sqrt((i + 1) * (i + 2))) for i in range(d)]
+    inv_std_dev = np.float32(np.sqrt(2.0 / 3.0) * (d + 1))
+    return [np.float32(1.0 / np.sqrt(float((i + 2) * (i + 1))) * np.float64(inv_std_dev)) for i in range(d)]
 
 
 def _enclosing_simplex(columns, dimension):

@@ -2,3 +2,4 @@
 
 from tfseg.layers.preprocessing import ImagePreprocessing  # noqa: F401
 from tfseg.layers.spatial import CropLike, PadToMultiple, ResizeLike  # noqa: F401
+from tfseg.layers.dense_crf import DenseCRF  # noqa: F401

@@ -1,0 +1,334 @@
+"""Dense CRF (tfseg.crf, tfseg.layers.DenseCRF) against pydensecrf2, the reference C++ code.
+
+pydensecrf2 is a test oracle only (import name ``pydensecrf.densecrf``). Images are CamVid val
+images at full 360x480 or small crops/synthetic images, so the file runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfseg.crf import PairwiseFilters, PermutohedralLattice, corrupted_unary, dense_crf
+from tfseg.data.camvid import IGNORE_LABEL, NUM_CLASSES, load_split
+
+dcrf = pytest.importorskip("pydensecrf.densecrf")
+eigen = pytest.importorskip("pydensecrf.eigen")
+
+README = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0, bilateral_compat=10.0)
+
+
+@pytest.fixture(scope="module")
+def camvid():
+    images, labels = load_split("val", limit=3)
+    unaries = np.stack([corrupted_unary(label, NUM_CLASSES, ignore_label=IGNORE_LABEL, seed=i)
+                        for i, label in enumerate(labels)])
+    return images, labels, unaries
+
+
+def reference_marginals(image, unary, iterations=10, gaussian=(3.0, 3.0), bilateral=(80.0, 13.0, 10.0)):
+    """pydensecrf's DenseCRF2D marginals [H, W, C] (default symmetric normalisation)."""
+    height, width, labels = unary.shape
+    crf = dcrf.DenseCRF2D(width, height, labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
+    if gaussian:
+        crf.addPairwiseGaussian(sxy=gaussian[0], compat=gaussian[1])
+    if bilateral:
+        crf.addPairwiseBilateral(sxy=bilateral[0], srgb=bilateral[1], rgbim=np.ascontiguousarray(image),
+                                 compat=bilateral[2])
+    return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
+
+
+def reference_filter(image, field, sxy, srgb=None, normalization=None):
+    """pydensecrf's own filter output for an arbitrary field [H, W, K], one kernel, one message pass.
+
+    The C++ lattice is reached through ``stepInference(Q, tmp1, tmp2)``, which overwrites Q with
+    ``softmax(-U - compat(filter(Q_in)))`` for any input matrix Q_in (not necessarily a
+    distribution). We use K + 1 labels: the field's K channels plus a reference label whose
+    input is 1, U = 0, and a diagonal compatibility (pydensecrf applies a 1-D compat as
+    ``diag(v) m`` with no sign flip) with v = 1 on the K labels and v = 0 on the reference. Then
+    ``log Q[l] - log Q[ref] = -filter(Q_in)[l]`` exactly, and the field is pre-scaled so these
+    log-ratios stay O(1) (no saturation of the float32 softmax); the scale is divided out.
+    ``normalization``: pydensecrf's NO_NORMALIZATION (raw lattice) or NORMALIZE_SYMMETRIC.
+    """
+    normalization = dcrf.NO_NORMALIZATION if normalization is None else normalization
+
+    def one_pass(values):
+        height, width, channels = values.shape
+        crf = dcrf.DenseCRF2D(width, height, channels + 1)
+        crf.setUnaryEnergy(np.zeros((channels + 1, height * width), np.float32))
+        compat = np.append(np.ones(channels, np.float32), np.float32(0.0))
+        if srgb is None:
+            crf.addPairwiseGaussian(sxy=sxy, compat=compat, normalization=normalization)
+        else:
+            crf.addPairwiseBilateral(sxy=sxy, srgb=srgb, rgbim=np.ascontiguousarray(image), compat=compat,
+                                     normalization=normalization)
+        q_in = np.concatenate([values.reshape(-1, channels).T, np.ones((1, height * width))], axis=0)
+        q = eigen.matrixXf(np.ascontiguousarray(q_in, dtype=np.float32))
+        _, tmp1, tmp2 = crf.startInference()
+        crf.stepInference(q, tmp1, tmp2)
+        q = np.array(q).astype(np.float64)
+        return (np.log(q[-1:]) - np.log(q[:-1])).T.reshape(height, width, channels)
+
+    rough = one_pass(field * 1e-4) * 1e4  # magnitude estimate, far from saturation
+    scale = 1.0 / max(np.abs(rough).max(), 1e-12)
+    return one_pass(field * scale) / scale
+
+
+def tfseg_filter(image, field, sxy, srgb=None, normalized=False, implementation="fast"):
+    """tfseg's lattice filter of a field [H, W, K]: raw lattice, or symmetrically normalised."""
+    height, width, _ = field.shape
+    if normalized:
+        filters = PairwiseFilters(tf.constant(image[None]), [(sxy, srgb)], implementation, "lattice")
+        return filters(tf.constant(field[None], tf.float32), [1.0])[0].numpy()
+    ys, xs = np.mgrid[:height, :width].astype(np.float32)
+    features = [xs.ravel() / np.float32(sxy), ys.ravel() / np.float32(sxy)]
+    if srgb is not None:
+        features += [image[..., c].ravel().astype(np.float32) / np.float32(srgb) for c in range(3)]
+    lattice = PermutohedralLattice([tf.constant(f) for f in features])
+    out = lattice.filter(tf.constant(field.reshape(height * width, -1), tf.float32), implementation)
+    return out.numpy().reshape(field.shape)
+
+
+@pytest.mark.parametrize("implementation", ["fast", "portable"])
+@pytest.mark.parametrize("kernel", [(3.0, None), (80.0, 13.0), (10.0, 5.0)], ids=["gaussian", "bilateral", "bilateral-fine"])
+@pytest.mark.parametrize("normalized", [False, True], ids=["raw", "symmetric"])
+def test_filter_matches_pydensecrf_lattice(camvid, kernel, normalized, implementation):
+    """One message pass of a constant and of a random field equals pydensecrf's lattice output to 1e-3."""
+    image = camvid[0][0][100:220, 160:320]
+    rng = np.random.default_rng(1)
+    fields = {"constant": np.ones(image.shape[:2] + (1,), np.float32),
+              "random": rng.uniform(0.0, 1.0, image.shape[:2] + (3,)).astype(np.float32)}
+    normalization = dcrf.NORMALIZE_SYMMETRIC if normalized else dcrf.NO_NORMALIZATION
+    for name, field in fields.items():
+        expected = reference_filter(image, field, *kernel, normalization=normalization)
+        got = tfseg_filter(image, field, *kernel, normalized=normalized, implementation=implementation)
+        relative = np.abs(got - expected).max() / np.abs(expected).max()
+        assert relative < 1e-3, f"{name} field: relative error {relative:.2e}"
+
+
+def test_fast_and_portable_implementations_agree():
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (2, 30, 41, 3), dtype=np.uint8)
+    unary = rng.uniform(0.0, 4.0, (2, 30, 41, 5)).astype(np.float32)
+    for gaussian_filter in ("lattice", "convolution"):
+        fast = dense_crf(image, unary, iterations=5, implementation="fast", gaussian_filter=gaussian_filter)
+        portable = dense_crf(image, unary, iterations=5, implementation="portable", gaussian_filter=gaussian_filter)
+        np.testing.assert_allclose(fast.numpy(), portable.numpy(), atol=1e-4)  # float32 summation order
+
+
+def _agreement(images, unaries, references, **kwargs):
+    q = dense_crf(images, unaries, **kwargs).numpy()  # one batched call, images of different content
+    return [float(np.mean(a.argmax(-1) == r.argmax(-1))) for a, r in zip(q, references)]
+
+
+@pytest.mark.parametrize("gaussian_filter", ["lattice", "convolution"])
+def test_camvid_labels_agree_with_pydensecrf(camvid, gaussian_filter):
+    """Corrupted ground-truth unaries on full 360x480 CamVid val images, README parameters, 10 iterations."""
+    images, labels, unaries = camvid
+    references = [reference_marginals(i, u) for i, u in zip(images, unaries)]
+    agreement = _agreement(images, unaries, references, gaussian_filter=gaussian_filter, **README)
+    assert min(agreement) >= 0.995, agreement
+    # the CRF did real work: it changed many labels
+    changed = np.mean([np.mean(r.argmax(-1) != u.argmin(-1)) for r, u in zip(references, unaries)])
+    assert changed > 0.01
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "bilateral", "gaussian-convolution"])
+def test_camvid_single_kernel_agreement(camvid, kernel):
+    images, labels, unaries = camvid
+    if kernel == "bilateral":
+        references = [reference_marginals(i, u, gaussian=None) for i, u in zip(images, unaries)]
+        kwargs = dict(README, gaussian_compat=0)
+    else:
+        references = [reference_marginals(i, u, bilateral=None) for i, u in zip(images, unaries)]
+        kwargs = dict(README, bilateral_compat=0,
+                      gaussian_filter="convolution" if kernel == "gaussian-convolution" else "lattice")
+    agreement = _agreement(images, unaries, references, **kwargs)
+    assert min(agreement) >= 0.999, agreement
+
+
+def test_compat_conventions_match_pydensecrf():
+    """1-D (diagonal) and 2-D (symmetrised matrix) compatibilities keep pydensecrf's signs."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (20, 27, 3), dtype=np.uint8)
+    unary = rng.uniform(0.0, 3.0, (20, 27, 4)).astype(np.float32)
+    diagonal = -rng.uniform(1.0, 4.0, 4).astype(np.float32)
+    matrix = rng.normal(0.0, 2.0, (4, 4)).astype(np.float32)
+    height, width, labels = unary.shape
+    crf = dcrf.DenseCRF2D(width, height, labels)
+    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
+    crf.addPairwiseGaussian(sxy=2.0, compat=diagonal)
+    crf.addPairwiseBilateral(sxy=15.0, srgb=20.0, rgbim=image, compat=matrix)
+    expected = np.array(crf.inference(4)).T.reshape(unary.shape)
+    got = dense_crf(image, unary, gaussian_sxy=2.0, gaussian_compat=diagonal, bilateral_sxy=15.0,
+                    bilateral_srgb=20.0, bilateral_compat=matrix, iterations=4).numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_batch_equals_single_images_and_any_size():
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (3, 17, 23, 3), dtype=np.uint8)
+    image[1] = 255 - image[1]
+    unary = rng.uniform(0.0, 4.0, (3, 17, 23, 6)).astype(np.float32)
+    batched = dense_crf(image, unary, iterations=3).numpy()
+    for i in range(3):
+        single = dense_crf(image[i], unary[i], iterations=3).numpy()  # rank-3 input
+        assert single.shape == unary[i].shape
+        np.testing.assert_allclose(batched[i], single, atol=1e-5)
+    for height, width in [(1, 1), (1, 9), (13, 2)]:
+        q = dense_crf(image[0, :height, :width], unary[0, :height, :width], iterations=2).numpy()
+        assert q.shape == (height, width, 6)
+        np.testing.assert_allclose(q.sum(-1), 1.0, atol=1e-5)
+
+
+def test_zero_iterations_is_softmax_of_negative_unary():
+    unary = np.random.default_rng(5).uniform(0, 3, (5, 6, 3)).astype(np.float32)
+    q = dense_crf(np.zeros((5, 6, 3), np.uint8), unary, iterations=0)
+    np.testing.assert_allclose(q.numpy(), tf.nn.softmax(-unary).numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "image, unary, message",
+    [
+        (np.zeros((4, 5, 3), np.float32), np.zeros((4, 5, 2), np.float32), "image must be uint8"),
+        (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5, 2), np.int32), "unary must be floating"),
+        (np.zeros((4, 5), np.uint8), np.zeros((4, 5, 2), np.float32), r"image must have rank 3 .* shape \(4, 5\)"),
+        (np.zeros((4, 5, 3), np.uint8), np.zeros((1, 4, 5, 2), np.float32), r"unary .* shape \(1, 4, 5, 2\)"),
+        (np.zeros((4, 5, 3), np.uint8), np.zeros((4, 6, 2), np.float32), r"height and width.*\(4, 6, 2\)"),
+        (np.zeros((4, 5, 4), np.uint8), np.zeros((4, 5, 2), np.float32), r"3 \(RGB\) channels.*\(4, 5, 4\)"),
+        (np.zeros((2, 4, 5, 3), np.uint8), np.zeros((3, 4, 5, 2), np.float32), "same batch size"),
+    ],
+)
+def test_bad_inputs_raise_value_error(image, unary, message):
+    with pytest.raises(ValueError, match=message):
+        dense_crf(image, unary)
+
+
+def test_bad_options_raise_value_error():
+    image, unary = np.zeros((4, 5, 3), np.uint8), np.zeros((4, 5, 2), np.float32)
+    with pytest.raises(ValueError, match="implementation"):
+        dense_crf(image, unary, implementation="cuda")
+    with pytest.raises(ValueError, match="gaussian_filter"):
+        dense_crf(image, unary, gaussian_filter="fft")
+    with pytest.raises(ValueError, match=r"compat matrix has shape \(3, 3\)"):
+        dense_crf(image, unary, bilateral_compat=np.eye(3))
+
+
+def _graph_op_types(function, *args):
+    graph = tf.function(function).get_concrete_function(*args).graph
+    return [op.type for op in graph.get_operations()]
+
+
+@pytest.mark.parametrize("implementation", ["fast", "portable"])
+def test_graph_uses_standard_ops_and_builds_each_lattice_once(implementation):
+    """No py_function/custom ops; the lattice ops (tf.unique) do not grow with the iteration count."""
+    image = tf.TensorSpec([None, None, None, 3], tf.uint8)
+    unary = tf.TensorSpec([None, None, None, 4], tf.float32)
+    counts = {}
+    for iterations in (1, 6):
+        ops = _graph_op_types(lambda i, u, n=iterations: dense_crf(i, u, iterations=n, implementation=implementation),
+                              image, unary)
+        assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & set(ops)
+        counts[iterations] = ops.count("Unique")
+    assert counts[1] == counts[6] == 4  # two lattices (Gaussian, bilateral) x (vertices, neighbours)
+
+
+# --- the Keras layer (CRF-as-RNN) ---------------------------------------------------------------
+
+
+def test_layer_at_initialisation_equals_dense_crf():
+    from tfseg.layers import DenseCRF
+
+    rng = np.random.default_rng(6)
+    image = rng.integers(0, 256, (2, 21, 26, 3), dtype=np.uint8)
+    logits = rng.normal(0.0, 2.0, (2, 21, 26, 4)).astype(np.float32)
+    layer = DenseCRF(iterations=4, training_iterations=2)
+    refined = layer([image, logits])
+    expected = dense_crf(image, -logits, iterations=4)
+    np.testing.assert_allclose(tf.nn.softmax(refined).numpy(), expected.numpy(), atol=1e-5)
+    trained = layer([image, logits], training=True)  # training_iterations are used when training
+    np.testing.assert_allclose(tf.nn.softmax(trained).numpy(), dense_crf(image, -logits, iterations=2).numpy(),
+                               atol=1e-5)
+    assert {w.name for w in layer.trainable_weights} == {
+        "gaussian_kernel_weights", "bilateral_kernel_weights", "compatibility"}
+    np.testing.assert_array_equal(layer.compatibility.numpy(), -np.eye(4))
+
+
+def test_layer_serialises_with_the_model(tmp_path):
+    import keras
+
+    from tfseg.layers import DenseCRF
+
+    image_in = keras.Input((None, None, 3), dtype="uint8")
+    logits_in = keras.Input((None, None, 3))
+    refined = DenseCRF(gaussian_sxy=2.0, bilateral_weight=5.0, iterations=3, training_iterations=1,
+                       implementation="portable")([image_in, logits_in])
+    model = keras.Model([image_in, logits_in], refined)
+    layer = model.layers[-1]
+    layer.compatibility.assign(layer.compatibility.numpy() + 0.1)  # a trained, non-Potts state
+    rng = np.random.default_rng(7)
+    image = rng.integers(0, 256, (1, 15, 19, 3), dtype=np.uint8)
+    logits = rng.normal(size=(1, 15, 19, 3)).astype(np.float32)
+    path = tmp_path / "crf.keras"
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    np.testing.assert_allclose(loaded([image, logits]).numpy(), model([image, logits]).numpy(), atol=1e-6)
+    config = loaded.layers[-1].get_config()
+    assert (config["iterations"], config["training_iterations"], config["gaussian_sxy"]) == (3, 1, 2.0)
+
+
+def test_layer_bad_inputs():
+    from tfseg.layers import DenseCRF
+
+    with pytest.raises(ValueError, match="iterations"):
+        DenseCRF(iterations=-1)
+    with pytest.raises(ValueError, match=r"logits must be .*known C"):
+        DenseCRF().build([(None, 8, 8, 3), (None, 8, 8, None)])
+    with pytest.raises(ValueError, match=r"share batch, height and width.*\(1, 8, 9, 2\)"):
+        DenseCRF()([np.zeros((1, 8, 8, 3), np.uint8), np.zeros((1, 8, 9, 2), np.float32)])
+
+
+@pytest.mark.parametrize("implementation", ["fast", "portable"])
+def test_layer_gradients_match_finite_differences(implementation):
+    """d loss / d (logits, kernel weights, compatibility) against central differences, in float64."""
+    from tfseg.layers import DenseCRF
+
+    rng = np.random.default_rng(8)
+    image = tf.constant(rng.integers(0, 256, (1, 7, 9, 3), dtype=np.uint8))
+    logits = tf.constant(rng.normal(0.0, 1.0, (1, 7, 9, 3)))
+    layer = DenseCRF(gaussian_sxy=2.0, gaussian_weight=1.0, bilateral_sxy=5.0, bilateral_srgb=30.0,
+                     bilateral_weight=2.0, iterations=3, implementation=implementation, dtype="float64")
+    layer([image, logits])
+    for weight in layer.trainable_weights:  # move away from the symmetric initial point
+        weight.assign(weight + rng.normal(0.0, 0.2, weight.shape))
+    target = tf.constant(rng.normal(size=(1, 7, 9, 3)))
+
+    def loss(x):
+        return tf.reduce_sum(target * tf.nn.log_softmax(layer([image, x])))
+
+    with tf.GradientTape() as tape:
+        tape.watch(logits)
+        value = loss(logits)
+    gradients = tape.gradient(value, [logits] + layer.trainable_weights)
+    variables = [logits] + layer.trainable_weights
+    epsilon = 1e-6
+    worst = 0.0
+    for index, (variable, gradient) in enumerate(zip(variables, gradients)):
+        for _ in range(3):  # random directions
+            direction = rng.normal(size=variable.shape)
+            if index == 0:
+                plus, minus = loss(variable + epsilon * direction), loss(variable - epsilon * direction)
+            else:
+                original = variable.numpy()
+                variable.assign(original + epsilon * direction)
+                plus = loss(logits)
+                variable.assign(original - epsilon * direction)
+                minus = loss(logits)
+                variable.assign(original)
+            numeric = (plus - minus).numpy() / (2 * epsilon)
+            analytic = float(np.sum(gradient.numpy() * direction))
+            error = abs(numeric - analytic) / max(abs(numeric), 1e-3)
+            worst = max(worst, error)
+    assert worst < 1e-5, worst

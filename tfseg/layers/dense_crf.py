@@ -1,0 +1,132 @@
+"""Trainable dense CRF layer: mean field as a recurrent layer (CRF-as-RNN, Zheng et al. ICCV 2015).
+
+The mean-field iterations of Krähenbühl & Koltun's fully connected CRF (NIPS 2011) with a
+spatial Gaussian and a bilateral kernel, each filtered on a permutohedral lattice (Adams et
+al. 2010) built once per image; see :mod:`tfseg.crf`. As in CRF-as-RNN, each kernel's output
+is mixed by a trainable C x C weight matrix (initialised to ``weight * identity``) and the
+result by a trainable C x C label-compatibility matrix (initialised to ``-identity``, the
+Potts model), so that at initialisation the layer computes exactly what
+``tfseg.crf.dense_crf`` (and pydensecrf) computes with Potts weights.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfseg.crf.lattice import IMPLEMENTATIONS
+from tfseg.crf.mean_field import GAUSSIAN_FILTERS, PairwiseFilters, mean_field
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class DenseCRF(keras.layers.Layer):
+    """Refine logits with a dense CRF: ``(image, logits) -> refined logits`` (same shape as logits).
+
+    ``image``: RGB [B, H, W, 3], uint8 or float in [0, 255]; ``logits``: [B, H, W, C] with a
+    static C. The unary is ``-logits``; the output is the last iteration's pre-softmax scores
+    ``logits - mu (W_g filter_g(Q) + W_b filter_b(Q))``, so ``softmax(output)`` are the CRF
+    marginals. ``iterations`` are used at inference, ``training_iterations`` when called with
+    ``training=True`` (CRF-as-RNN: 5 in training, 10 at test). ``implementation="portable"``
+    keeps the graph to TFLite builtins (use it for export); "fast" uses sparse matmuls.
+    """
+
+    def __init__(
+        self,
+        gaussian_sxy=3.0,
+        gaussian_weight=3.0,
+        bilateral_sxy=80.0,
+        bilateral_srgb=13.0,
+        bilateral_weight=10.0,
+        iterations=10,
+        training_iterations=5,
+        implementation="fast",
+        gaussian_filter="auto",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if implementation not in IMPLEMENTATIONS:
+            raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
+        if gaussian_filter not in GAUSSIAN_FILTERS:
+            raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
+        for name, value in (("iterations", iterations), ("training_iterations", training_iterations)):
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
+                            ("bilateral_srgb", bilateral_srgb)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive; got {value!r}")
+        self.gaussian_sxy = float(gaussian_sxy)
+        self.gaussian_weight = float(gaussian_weight)
+        self.bilateral_sxy = float(bilateral_sxy)
+        self.bilateral_srgb = float(bilateral_srgb)
+        self.bilateral_weight = float(bilateral_weight)
+        self.iterations = int(iterations)
+        self.training_iterations = int(training_iterations)
+        self.implementation = implementation
+        self.gaussian_filter = gaussian_filter
+
+    def build(self, input_shape):
+        if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
+            raise ValueError(f"DenseCRF takes [image, logits]; got input shape {input_shape}")
+        image_shape, logits_shape = (tuple(s) for s in input_shape)
+        if len(image_shape) != 4 or image_shape[-1] not in (3, None):
+            raise ValueError(f"image must be [B, H, W, 3]; got shape {image_shape}")
+        if len(logits_shape) != 4 or logits_shape[-1] is None:
+            raise ValueError(f"logits must be [B, H, W, C] with a known C; got shape {logits_shape}")
+        labels = int(logits_shape[-1])
+        identity = np.eye(labels, dtype=np.float32)
+        self.gaussian_kernel_weights = self.add_weight(
+            name="gaussian_kernel_weights", shape=(labels, labels),
+            initializer=keras.initializers.Constant(self.gaussian_weight * identity))
+        self.bilateral_kernel_weights = self.add_weight(
+            name="bilateral_kernel_weights", shape=(labels, labels),
+            initializer=keras.initializers.Constant(self.bilateral_weight * identity))
+        self.compatibility = self.add_weight(
+            name="compatibility", shape=(labels, labels),
+            initializer=keras.initializers.Constant(-identity))
+
+    def call(self, inputs, training=None):
+        image, logits = inputs
+        _check_shapes(image, logits)
+        iterations = self.training_iterations if training else self.iterations
+        if iterations == 0:
+            return logits
+        filters = PairwiseFilters(
+            image, [(self.gaussian_sxy, None), (self.bilateral_sxy, self.bilateral_srgb)],
+            self.implementation, self.gaussian_filter)
+        compatibility = tf.cast(self.compatibility, logits.dtype)
+        # contribution of kernel k to the scores, per pixel (column vectors): -mu W_k f_k;
+        # on row vectors [..., C]: f_k @ A_k^T with A_k = -mu W_k.
+        mixes = [-tf.matmul(compatibility, tf.cast(w, logits.dtype))
+                 for w in (self.gaussian_kernel_weights, self.bilateral_kernel_weights)]
+        transforms = [lambda x, a=a: tf.matmul(x, a, transpose_b=True) for a in mixes]
+        return mean_field(-logits, lambda q: filters(q, transforms), iterations)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[1])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "gaussian_sxy": self.gaussian_sxy,
+            "gaussian_weight": self.gaussian_weight,
+            "bilateral_sxy": self.bilateral_sxy,
+            "bilateral_srgb": self.bilateral_srgb,
+            "bilateral_weight": self.bilateral_weight,
+            "iterations": self.iterations,
+            "training_iterations": self.training_iterations,
+            "implementation": self.implementation,
+            "gaussian_filter": self.gaussian_filter,
+        }
+
+
+def _check_shapes(image, logits):
+    if image.shape.rank != 4 or (image.shape[-1] is not None and image.shape[-1] != 3):
+        raise ValueError(f"image must be [B, H, W, 3]; got shape {image.shape}")
+    if logits.shape.rank != 4:
+        raise ValueError(f"logits must be [B, H, W, C]; got shape {logits.shape}")
+    for a, b in zip(image.shape[:3], logits.shape[:3]):
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"image and logits must share batch, height and width; got image shape "
+                             f"{image.shape} and logits shape {logits.shape}")
