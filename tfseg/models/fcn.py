@@ -69,8 +69,13 @@ def _finish(model, classifier_weights):
     return model
 
 
-def _scaled(x, scale, at_once, name):
-    return keras.layers.Rescaling(scale, name=name)(x) if at_once else x
+def _fuse_skip(upscored, pool, pool_name, num_classes, offset, at_once):
+    """Score a pool layer (zero-initialised), crop it onto the upsampled scores and add them."""
+    if at_once:
+        pool = keras.layers.Rescaling(AT_ONCE_SCALES[pool_name], name=f"scale_{pool_name}")(pool)
+    score = _score(pool, num_classes, f"score_{pool_name}")
+    score = CropLike(offset, name=f"score_{pool_name}c")([score, upscored])
+    return keras.layers.Add(name=f"fuse_{pool_name}")([upscored, score])
 
 
 def fcn32s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbone_weights=None,
@@ -91,12 +96,8 @@ def fcn16s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbo
     _check_backbone(backbone)
     offsets = FCN_CROP_OFFSETS["fcn16s"]
     inputs, features, h = _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout)
-    score = _score(h, num_classes, "score_fr")
-    up2 = _upsample(score, num_classes, 2, "upscore2")
-    pool4 = _scaled(features["P4"], AT_ONCE_SCALES["pool4"], at_once, "scale_pool4")
-    score_pool4 = _score(pool4, num_classes, "score_pool4")
-    score_pool4 = CropLike(offsets["score_pool4"], name="score_pool4c")([score_pool4, up2])
-    fused = keras.layers.Add(name="fuse_pool4")([up2, score_pool4])
+    up2 = _upsample(_score(h, num_classes, "score_fr"), num_classes, 2, "upscore2")
+    fused = _fuse_skip(up2, features["P4"], "pool4", num_classes, offsets["score_pool4"], at_once)
     up16 = _upsample(fused, num_classes, 16, "upscore16", trainable=False)
     logits = CropLike(offsets["upscore16"], name="score")([up16, inputs])
     return _finish(keras.Model(inputs, logits, name="fcn16s"), classifier_weights)
@@ -108,17 +109,10 @@ def fcn8s(num_classes, input_shape=(None, None, 3), *, backbone="vgg16", backbon
     _check_backbone(backbone)
     offsets = FCN_CROP_OFFSETS["fcn8s"]
     inputs, features, h = _fcn_trunk(input_shape, backbone_weights, include_preprocessing, dropout)
-    score = _score(h, num_classes, "score_fr")
-    up2 = _upsample(score, num_classes, 2, "upscore2")
-    pool4 = _scaled(features["P4"], AT_ONCE_SCALES["pool4"], at_once, "scale_pool4")
-    score_pool4 = _score(pool4, num_classes, "score_pool4")
-    score_pool4 = CropLike(offsets["score_pool4"], name="score_pool4c")([score_pool4, up2])
-    fused4 = keras.layers.Add(name="fuse_pool4")([up2, score_pool4])
+    up2 = _upsample(_score(h, num_classes, "score_fr"), num_classes, 2, "upscore2")
+    fused4 = _fuse_skip(up2, features["P4"], "pool4", num_classes, offsets["score_pool4"], at_once)
     up4 = _upsample(fused4, num_classes, 2, "upscore_pool4")
-    pool3 = _scaled(features["P3"], AT_ONCE_SCALES["pool3"], at_once, "scale_pool3")
-    score_pool3 = _score(pool3, num_classes, "score_pool3")
-    score_pool3 = CropLike(offsets["score_pool3"], name="score_pool3c")([score_pool3, up4])
-    fused3 = keras.layers.Add(name="fuse_pool3")([up4, score_pool3])
+    fused3 = _fuse_skip(up4, features["P3"], "pool3", num_classes, offsets["score_pool3"], at_once)
     up8 = _upsample(fused3, num_classes, 8, "upscore8", trainable=False)
     logits = CropLike(offsets["upscore8"], name="score")([up8, inputs])
     return _finish(keras.Model(inputs, logits, name="fcn8s"), classifier_weights)
