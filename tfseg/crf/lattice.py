@@ -8,11 +8,14 @@ a [0.5, 1, 0.5] blur along the d + 1 lattice axes and slicing with the magic
 
 Hashing without a hash table (only TFLite builtins): every lattice vertex key (its first d
 integer coordinates, plus the image index of a batch) is flattened into one int64 using
-per-dimension ranges padded by ``d + 1`` on both sides, so a neighbour key is the vertex key
-plus a constant offset and can never collide with a real vertex of another place. One
-``tf.unique`` numbers the vertices; a second one over the vertex keys followed by all their
-neighbour keys finds the neighbours: an absent neighbour gets an id >= the vertex count and is
-redirected to a zero row.
+per-dimension ranges padded by ``2d`` on both sides, so a neighbour key is the vertex key plus a
+constant offset and can never collide with a real vertex of another place. Points are first
+grouped by enclosing simplex (``tf.unique`` over their remainder-0 vertex, then over that and
+their ranks), vertex keys are computed once per simplex, one ``tf.unique`` numbers the
+vertices, and a last one over the vertex keys followed by all their neighbour keys finds the
+neighbours: an absent neighbour gets an id >= the vertex count and is redirected to a zero row.
+Limit: the product of the padded key ranges times the batch size must stay below 2**63 (far
+beyond photographs with the usual parameters; e.g. 1000x1000, sxy = srgb = 1 uses ~4e17).
 
 The lattice structure (which vertices each pixel touches, with which weights, and the blur
 neighbours) depends on the features only; it is built once per image and reused by every
@@ -154,17 +157,31 @@ class PermutohedralLattice:
         base = tf.reduce_sum((rem0 - low[:, None]) * stride_vector[:, None], axis=0)  # [P]
         if image_index is not None:
             base = base + tf.cast(image_index, tf.int64) * strides[d]
-        # Sum of strides of the coordinates with rank > d - r, for r = 0..d: [d+1, P].
-        threshold = tf.constant(np.arange(d, -1, -1), tf.int64)[None, :, None]  # d - r
-        above = tf.cast(rank[:, None, :] > threshold, tf.int64)  # [d, d+1, P]
-        above = tf.reduce_sum(above * stride_vector[:, None, None], axis=0)
+        # Points in the same simplex (same remainder-0 vertex, same ranks) share their d+1 vertices:
+        # number the distinct simplices first (two tf.unique over P keys, no overflow-prone
+        # products), compute vertex keys once per simplex (from one representative point, found
+        # with a segment max: int64 division is not a TFLite builtin), then one tf.unique over those.
+        radix = d + 1
+        rank_code = tf.add_n([rank[j] * radix**j for j in range(d)])  # < radix**d
+        _, base_id = tf.unique(base, out_idx=tf.int32)
+        simplex_keys, simplex_id = tf.unique(tf.cast(base_id, tf.int64) * radix**d + rank_code, out_idx=tf.int32)
+        self.num_simplices = tf.shape(simplex_keys)[0]
+        representative = tf.math.unsorted_segment_max(tf.range(self.num_points), simplex_id, self.num_simplices)
+        simplex_base = tf.gather(base, representative)  # [S]
+        simplex_rank = tf.gather(rank, representative, axis=1)  # [d, S]
+        # Vertex r of a simplex: key_r[j] = rem0[j] + r - (d+1) [rank[j] > d - r] for j < d, so its
+        # flat key is base + r * sum(strides) - (d+1) * (sum of strides of coordinates with rank > d - r).
+        threshold = tf.constant(np.arange(d, -1, -1), tf.int64)[None, None, :]  # d - r
+        above = tf.cast(simplex_rank[:, :, None] > threshold, tf.int64)  # [d, S, d+1]
+        above = tf.reduce_sum(above * stride_vector[:, None, None], axis=0)  # [S, d+1]
         total_stride = tf.add_n(strides[:d])
-        offsets = tf.constant(np.arange(d + 1), tf.int64)[:, None] * total_stride
-        flat = base[None, :] + offsets - (d + 1) * above
+        offsets = tf.constant(np.arange(d + 1), tf.int64)[None, :] * total_stride
+        flat = simplex_base[:, None] + offsets - (d + 1) * above  # [S, d+1]
 
         vertex_keys, vertex_of = tf.unique(tf.reshape(flat, [-1]), out_idx=tf.int32)
         self.num_vertices = tf.shape(vertex_keys)[0]
-        self.vertex_index = tf.reshape(vertex_of, [d + 1, -1])  # [d+1, P]
+        vertex_of = tf.reshape(vertex_of, [-1, d + 1])  # [S, d+1]
+        self.vertex_index = tf.transpose(tf.gather(vertex_of, simplex_id))  # [d+1, P]
 
         # Neighbours along axis j: key - 1 everywhere with key[j] + d (its mirror is "+").
         steps = [(d + 1) * strides[j] - total_stride for j in range(d)] + [-total_stride]
@@ -182,13 +199,26 @@ class PermutohedralLattice:
 
     # --- the three stages -----------------------------------------------------------------------
 
-    def sparse_indices(self):
-        """int64 [(d+1) P, 2] (point, vertex) positions of the barycentric weights (built once)."""
-        if self._sparse_indices is None:
-            rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
-            cols = tf.cast(self.vertex_index, tf.int64)
-            self._sparse_indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=0))
-        return self._sparse_indices
+    def sparse_indices(self, vertex_offset=None):
+        """int64 [(d+1) P, 2] (point, vertex + vertex_offset) positions of the barycentric weights."""
+        if vertex_offset is None and self._sparse_indices is not None:
+            return self._sparse_indices
+        rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
+        cols = self.vertex_index if vertex_offset is None else self.vertex_index + vertex_offset
+        indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(tf.cast(cols, tf.int64), [-1])], axis=0))
+        if vertex_offset is None:
+            self._sparse_indices = indices
+        return indices
+
+    def sparse_block(self, start, stop, vertex_offset=0, point_scale=None):
+        """Indices (int64 [(d+1) n, 2], rows relative to ``start``) and values of points [start, stop)."""
+        rows = tf.tile(tf.range(stop - start, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
+        cols = tf.cast(self.vertex_index[:, start:stop] + vertex_offset, tf.int64)
+        indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=0))
+        weights = self.barycentric[:, start:stop]
+        if point_scale is not None:
+            weights = weights * tf.reshape(tf.cast(point_scale[start:stop], weights.dtype), [1, -1])
+        return indices, tf.reshape(weights, [-1])
 
     def sparse_values(self, point_scale=None):
         """float32 [(d+1) P] barycentric weights, each point's optionally times ``point_scale[p]``."""

@@ -31,6 +31,9 @@ from tfseg.crf.lattice import IMPLEMENTATIONS, PermutohedralLattice
 
 GAUSSIAN_FILTERS = ("auto", "convolution", "lattice")
 TRUNCATE_SIGMAS = 4.0
+# The fast path splits the points into this many shards whose sparse matmuls (single-threaded
+# kernels in TF) run concurrently; 2 matches the 2-core target machine.
+SPARSE_SHARDS = 2
 
 
 def _pixel_grid(height, width):
@@ -95,12 +98,13 @@ class PairwiseFilters:
     sparse values; ``"portable"`` uses unsorted_segment_sum + gather (TFLite builtins).
     """
 
-    def __init__(self, image, kernels, implementation="fast", gaussian_filter="auto"):
+    def __init__(self, image, kernels, implementation="fast", gaussian_filter="auto", shards=SPARSE_SHARDS):
         if implementation not in IMPLEMENTATIONS:
             raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
         shape = tf.shape(image)
         self.batch, self.height, self.width = shape[0], shape[1], shape[2]
         self.implementation = implementation
+        self.shards = int(shards)
         self.kernels = list(kernels)
         pixels = self.height * self.width
         xs, ys = _pixel_grid(self.height, self.width)
@@ -140,8 +144,8 @@ class PairwiseFilters:
         for count in self.vertex_counts:
             offsets.append(offsets[-1] + count)
         total = offsets[-1]  # index of the zero row
-        self.splat_matrix, self.slice_matrix = _stacked_sparse_matrices(
-            lattices, [norms, [n * lattice.alpha for n, lattice in zip(norms, lattices)]], total + 1)
+        (self.splat_matrices, self.slice_matrices), self.shard_sizes = _stacked_sparse_matrices(
+            lattices, [norms, [n * lattice.alpha for n, lattice in zip(norms, lattices)]], total + 1, self.shards)
         self.blur_indices = []
         for axis in range(max(lattice.dimension for lattice in lattices) + 1):
             parts = []
@@ -159,11 +163,14 @@ class PairwiseFilters:
     def _lattice_messages(self, points, transforms):
         """[P, C] -> [P, C]: sum over lattice kernels of transform_k(n_k K_k(n_k points))."""
         if self.implementation == "fast":
-            splat_matrix, slice_matrix = self.splat_matrix, self.slice_matrix
+            splat_matrices, slice_matrices = self.splat_matrices, self.slice_matrices
             if points.dtype != tf.float32:
-                splat_matrix = _cast_sparse(splat_matrix, points.dtype)
-                slice_matrix = _cast_sparse(slice_matrix, points.dtype)
-            table = tf.sparse.sparse_dense_matmul(splat_matrix, points, adjoint_a=True)  # [sum V + 1, C]
+                splat_matrices = [_cast_sparse(m, points.dtype) for m in splat_matrices]
+                slice_matrices = [_cast_sparse(m, points.dtype) for m in slice_matrices]
+            # sparse_dense_matmul runs on one thread: shards of points run concurrently.
+            shards = tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
+            table = tf.add_n([tf.sparse.sparse_dense_matmul(m, p, adjoint_a=True)
+                              for m, p in zip(splat_matrices, shards)])  # [sum V + 1, C]
             rows = tf.shape(table)[0]
             for index in self.blur_indices:
                 neighbours = tf.reshape(tf.gather(table, index), [2, rows, -1])
@@ -175,7 +182,8 @@ class PairwiseFilters:
                 tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
                 tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
                 table = tf.concat(tables, axis=0)
-            return tf.sparse.sparse_dense_matmul(slice_matrix, table)
+            sliced = [tf.sparse.sparse_dense_matmul(m, table) for m in slice_matrices]
+            return tf.concat(sliced, axis=0) if len(sliced) > 1 else sliced[0]
         outputs = []
         for (_, lattice, norm), transform in zip(self._lattice_terms, transforms):
             norm = tf.cast(norm, points.dtype)[:, None]
@@ -205,18 +213,28 @@ def _apply(transform, values):
     return values * tf.cast(transform, values.dtype) if isinstance(transform, Number) else transform(values)
 
 
-def _stacked_sparse_matrices(lattices, scale_sets, columns):
-    """Sparse [P, columns] matrices, one per scale set: lattice k's weights times scales[k], side by side."""
-    indices, offset = [], tf.constant(0, tf.int64)
-    for lattice in lattices:
-        indices.append(lattice.sparse_indices() + tf.stack([tf.constant(0, tf.int64), offset])[None, :])
-        offset = offset + tf.cast(lattice.num_vertices, tf.int64)
-    indices = tf.concat(indices, 0) if len(indices) > 1 else indices[0]
-    dense_shape = tf.stack([tf.cast(lattices[0].num_points, tf.int64), tf.cast(columns, tf.int64)])
-    return [
-        tf.SparseTensor(indices, tf.concat([l.sparse_values(s) for l, s in zip(lattices, scales)], 0), dense_shape)
-        for scales in scale_sets
-    ]
+def _stacked_sparse_matrices(lattices, scale_sets, columns, shards):
+    """Per scale set, ``shards`` sparse [P_s, columns] matrices over consecutive point ranges.
+
+    Lattice k's barycentric weights times scales[k] sit side by side (columns offset by the
+    vertex counts of the lattices before it).
+    """
+    points = lattices[0].num_points
+    bounds = [points * s // shards for s in range(shards + 1)]
+    dense_columns = tf.cast(columns, tf.int64)
+    matrices = [[] for _ in scale_sets]
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        dense_shape = tf.stack([tf.cast(stop - start, tf.int64), dense_columns])
+        indices, offset = [], tf.constant(0, tf.int32)
+        for lattice in lattices:
+            indices.append(lattice.sparse_block(start, stop, offset)[0])
+            offset = offset + lattice.num_vertices
+        indices = tf.concat(indices, 0) if len(indices) > 1 else indices[0]
+        for matrix_list, scales in zip(matrices, scale_sets):
+            values = [lattice.sparse_block(start, stop, 0, scale)[1] for lattice, scale in zip(lattices, scales)]
+            matrix_list.append(tf.SparseTensor(indices, tf.concat(values, 0) if len(values) > 1 else values[0],
+                                               dense_shape))
+    return matrices, [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
 def _cast_sparse(matrix, dtype):
