@@ -232,7 +232,8 @@ def test_graph_uses_standard_ops_and_builds_each_lattice_once(implementation):
                               image, unary)
         assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & set(ops)
         counts[iterations] = ops.count("Unique")
-    assert counts[1] == counts[6] == 4  # two lattices (Gaussian, bilateral) x (vertices, neighbours)
+    # two lattices (Gaussian, bilateral) x (remainder-0 points, simplices, vertices, neighbours)
+    assert counts[1] == counts[6] == 8
 
 
 # --- the Keras layer (CRF-as-RNN) ---------------------------------------------------------------
@@ -332,3 +333,39 @@ def test_layer_gradients_match_finite_differences(implementation):
             error = abs(numeric - analytic) / max(abs(numeric), 1e-3)
             worst = max(worst, error)
     assert worst < 1e-5, worst
+
+
+# --- CRF on corrupted CamVid unaries raises mIoU (parameters from tools/crf_grid_search.py) ------
+
+
+def _grid_search_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "crf_grid_search.py"
+    spec = importlib.util.spec_from_file_location("crf_grid_search", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_mean_iou_definition():
+    tool = _grid_search_tool()
+    truth = np.array([[0, 0, 1, 11], [2, 2, 1, 11]])
+    prediction = np.array([[0, 1, 1, 3], [2, 0, 1, 0]])
+    confusion = tool.confusion_matrix(truth, prediction, 11, 11)
+    assert confusion.sum() == 6  # void ignored
+    # class 0: 1 / (2 + 2 - 1); class 1: 2 / (2 + 3 - 2); class 2: 1 / (2 + 1 - 1); others absent: left out
+    assert tool.mean_iou(confusion) == pytest.approx((1 / 3 + 2 / 3 + 1 / 2) / 3)
+
+
+def test_searched_parameters_raise_camvid_miou():
+    """On val images outside the search set, the grid-searched CRF raises mIoU over the unary argmax."""
+    tool = _grid_search_tool()
+    images, labels = load_split("val", limit=40)
+    held_out = [5, 20, 35]  # the search used val indices 0, 33, 67, 100 (tools/results/crf.md)
+    unaries = tool.make_unaries(labels, held_out, NUM_CLASSES, IGNORE_LABEL)
+    before = tool.mean_iou(tool.unary_confusion(labels[held_out], unaries, NUM_CLASSES, IGNORE_LABEL))
+    after = tool.mean_iou(tool.crf_confusion(images[held_out], labels[held_out], unaries, tool.CHOSEN, 10, 3,
+                                             NUM_CLASSES, IGNORE_LABEL))
+    assert after > before + 0.03, (before, after)
