@@ -160,29 +160,46 @@ class PairwiseFilters:
         self.row_blocks = tf.repeat(tf.range(len(lattices) + 1),
                                     tf.stack(self.vertex_counts + [tf.constant(1, tf.int32)]))
 
+    @property
+    def point_sharded(self):
+        """Whether ``sharded_messages`` applies: the fast path with lattice kernels only."""
+        return self.implementation == "fast" and len(self._lattice_terms) == len(self.terms)
+
+    def split_points(self, field):
+        """[B, H, W, C] -> list of [P_s, C] point shards (the layout of ``sharded_messages``)."""
+        points = tf.reshape(field, [-1, tf.shape(field)[-1]])
+        return tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
+
+    def sharded_messages(self, shards, transforms):
+        """Lattice messages for point shards [P_s, C] (see ``split_points``), as shards.
+
+        sparse_dense_matmul runs on one thread; the shards' matmuls run concurrently.
+        """
+        splat_matrices, slice_matrices = self.splat_matrices, self.slice_matrices
+        dtype = shards[0].dtype
+        if dtype != tf.float32:
+            splat_matrices = [_cast_sparse(m, dtype) for m in splat_matrices]
+            slice_matrices = [_cast_sparse(m, dtype) for m in slice_matrices]
+        table = tf.add_n([tf.sparse.sparse_dense_matmul(m, p, adjoint_a=True)
+                          for m, p in zip(splat_matrices, shards)])  # [sum V + 1, C]
+        rows = tf.shape(table)[0]
+        for index in self.blur_indices:
+            neighbours = tf.reshape(tf.gather(table, index), [2, rows, -1])
+            table = table + 0.5 * (neighbours[0] + neighbours[1])
+        if all(isinstance(t, Number) for t in transforms):  # Potts weights: scale row blocks
+            weights = tf.constant([float(t) for t in transforms] + [0.0], table.dtype)
+            table = table * tf.gather(weights, self.row_blocks)[:, None]
+        else:
+            tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
+            tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
+            table = tf.concat(tables, axis=0)
+        return [tf.sparse.sparse_dense_matmul(m, table) for m in slice_matrices]
+
     def _lattice_messages(self, points, transforms):
         """[P, C] -> [P, C]: sum over lattice kernels of transform_k(n_k K_k(n_k points))."""
         if self.implementation == "fast":
-            splat_matrices, slice_matrices = self.splat_matrices, self.slice_matrices
-            if points.dtype != tf.float32:
-                splat_matrices = [_cast_sparse(m, points.dtype) for m in splat_matrices]
-                slice_matrices = [_cast_sparse(m, points.dtype) for m in slice_matrices]
-            # sparse_dense_matmul runs on one thread: shards of points run concurrently.
             shards = tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
-            table = tf.add_n([tf.sparse.sparse_dense_matmul(m, p, adjoint_a=True)
-                              for m, p in zip(splat_matrices, shards)])  # [sum V + 1, C]
-            rows = tf.shape(table)[0]
-            for index in self.blur_indices:
-                neighbours = tf.reshape(tf.gather(table, index), [2, rows, -1])
-                table = table + 0.5 * (neighbours[0] + neighbours[1])
-            if all(isinstance(t, Number) for t in transforms):  # Potts weights: scale row blocks
-                weights = tf.constant([float(t) for t in transforms] + [0.0], table.dtype)
-                table = table * tf.gather(weights, self.row_blocks)[:, None]
-            else:
-                tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
-                tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
-                table = tf.concat(tables, axis=0)
-            sliced = [tf.sparse.sparse_dense_matmul(m, table) for m in slice_matrices]
+            sliced = self.sharded_messages(shards, transforms)
             return tf.concat(sliced, axis=0) if len(sliced) > 1 else sliced[0]
         outputs = []
         for (_, lattice, norm), transform in zip(self._lattice_terms, transforms):
@@ -224,16 +241,20 @@ def _stacked_sparse_matrices(lattices, scale_sets, columns, shards):
     dense_columns = tf.cast(columns, tf.int64)
     matrices = [[] for _ in scale_sets]
     for start, stop in zip(bounds[:-1], bounds[1:]):
+        # Point-major order (all of a point's vertices together): the sparse kernels then touch each
+        # point's row once instead of once per vertex.
         dense_shape = tf.stack([tf.cast(stop - start, tf.int64), dense_columns])
-        indices, offset = [], tf.constant(0, tf.int32)
+        columns_per_point, offset = [], tf.constant(0, tf.int32)
         for lattice in lattices:
-            indices.append(lattice.sparse_block(start, stop, offset)[0])
+            columns_per_point.append(tf.transpose(lattice.vertex_index[:, start:stop]) + offset)
             offset = offset + lattice.num_vertices
-        indices = tf.concat(indices, 0) if len(indices) > 1 else indices[0]
+        columns_per_point = tf.concat(columns_per_point, axis=1)  # [n, sum_k (d_k + 1)]
+        rows = tf.repeat(tf.range(stop - start, dtype=tf.int64), columns_per_point.shape[1])
+        indices = tf.stack([rows, tf.cast(tf.reshape(columns_per_point, [-1]), tf.int64)], axis=1)
         for matrix_list, scales in zip(matrices, scale_sets):
-            values = [lattice.sparse_block(start, stop, 0, scale)[1] for lattice, scale in zip(lattices, scales)]
-            matrix_list.append(tf.SparseTensor(indices, tf.concat(values, 0) if len(values) > 1 else values[0],
-                                               dense_shape))
+            values = tf.concat([tf.transpose(lattice.barycentric[:, start:stop] * scale[None, start:stop])
+                                for lattice, scale in zip(lattices, scales)], axis=1)
+            matrix_list.append(tf.SparseTensor(indices, tf.reshape(values, [-1]), dense_shape))
     return matrices, [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
 
 
@@ -269,13 +290,29 @@ def mean_field(unary, pairwise, iterations):
     """Mean-field iterations; returns the last pre-softmax scores ``-U + pairwise(Q)``.
 
     ``unary`` [B, H, W, C]; ``pairwise``: Q [B, H, W, C] -> the summed contributions
-    ``-sum_k compat_k(filter_k(Q))``. All terms read the same Q (synchronous update), as in
-    pydensecrf's ``inference``.
+    ``-sum_k compat_k(filter_k(Q))``, or a ``(PairwiseFilters, transforms)`` pair. All terms
+    read the same Q (synchronous update), as in pydensecrf's ``inference``.
     """
+    if isinstance(pairwise, tuple):
+        filters, transforms = pairwise
+        if filters.point_sharded:
+            return _sharded_mean_field(unary, filters, transforms, iterations)
+        pairwise = lambda q: filters(q, transforms)  # noqa: E731
     scores = -unary
     for _ in range(int(iterations)):
         scores = -unary + pairwise(tf.nn.softmax(scores, axis=-1))
     return scores
+
+
+def _sharded_mean_field(unary, filters, transforms, iterations):
+    """``mean_field`` on point shards kept apart for all iterations (no per-iteration split/concat)."""
+    negative_unary = [-u for u in filters.split_points(unary)]
+    scores = negative_unary
+    for _ in range(int(iterations)):
+        messages = filters.sharded_messages([tf.nn.softmax(s, axis=-1) for s in scores], transforms)
+        scores = [u + m for u, m in zip(negative_unary, messages)]
+    scores = tf.concat(scores, axis=0) if len(scores) > 1 else scores[0]
+    return tf.reshape(scores, tf.shape(unary))
 
 
 def _check_inputs(image, unary):
@@ -350,7 +387,7 @@ def dense_crf(
         q = tf.nn.softmax(-unary, axis=-1)
     else:
         filters = PairwiseFilters(image, kernels, implementation, gaussian_filter)
-        q = tf.nn.softmax(mean_field(unary, lambda q: filters(q, transforms), iterations), axis=-1)
+        q = tf.nn.softmax(mean_field(unary, (filters, transforms), iterations), axis=-1)
     return q[0] if single else q
 
 

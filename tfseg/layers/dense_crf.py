@@ -101,7 +101,7 @@ class DenseCRF(keras.layers.Layer):
         mixes = [-tf.matmul(compatibility, tf.cast(w, logits.dtype))
                  for w in (self.gaussian_kernel_weights, self.bilateral_kernel_weights)]
         transforms = [lambda x, a=a: tf.matmul(x, a, transpose_b=True) for a in mixes]
-        return mean_field(-logits, lambda q: filters(q, transforms), iterations)
+        return mean_field(-logits, (filters, transforms), iterations)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1])
