@@ -11,6 +11,7 @@ built inside every call). Tracing is excluded by a warm-up call. Each side is ti
 
     python tools/bench_crf.py [--repeats 7] [--implementation fast] [--threads 0]
     python tools/bench_crf.py --agreement 3     # label agreement on CamVid val images, no timing
+    python tools/bench_crf.py --breakdown       # where tfseg's time goes (360x480, 12 labels)
 """
 
 from __future__ import annotations
@@ -96,6 +97,65 @@ def pydensecrf_marginals_optional(image, unary, iterations, params):
     return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
 
 
+def breakdown(repeats, implementation):
+    """Lattice build vs iterations (wall time) and the op types' share of TF's op time."""
+    import collections
+
+    import tensorflow as tf
+
+    from tfseg.crf import PairwiseFilters, dense_crf
+
+    name, image, unary = make_cases()[0]
+    params = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0,
+                  bilateral_compat=10.0)
+
+    def build_only(im):
+        filters = PairwiseFilters(im[None], [(3.0, None), (80.0, 13.0)], implementation)
+        if implementation == "fast":
+            return [m.values for m in filters.splat_matrices + filters.slice_matrices] + filters.blur_indices
+        return [t[2] for t in filters.terms]
+
+    runs = {"lattice build (both kernels, with normalisation)": (tf.function(build_only), (image,))}
+    for iterations in (0, 5, 10):
+        runs[f"dense_crf, {iterations} iterations"] = (
+            tf.function(lambda im, un, n=iterations: dense_crf(im, un, iterations=n, implementation=implementation,
+                                                               **params)), (image, unary))
+    print(f"{name}, implementation={implementation}: median of {repeats} (min)")
+    for label, (function, args) in runs.items():
+        args = [tf.constant(a) for a in args]
+        tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+            times.append(time.perf_counter() - start)
+        print(f"  {label:<50} {statistics.median(times):.3f} s ({min(times):.3f})")
+
+    # op types' share of the summed op time (both cores), 10 iterations, from TF's step stats
+    tf1 = tf.compat.v1
+    graph = tf.Graph()
+    with graph.as_default():
+        image_in = tf1.placeholder(tf.uint8, image.shape)
+        unary_in = tf1.placeholder(tf.float32, unary.shape)
+        output = dense_crf(image_in, unary_in, iterations=10, implementation=implementation, **params)
+        with tf1.Session(graph=graph) as session:
+            feed = {image_in: image, unary_in: unary}
+            session.run(output, feed)
+            totals = collections.Counter()
+            for _ in range(3):
+                metadata = tf1.RunMetadata()
+                session.run(output, feed, options=tf1.RunOptions(trace_level=tf1.RunOptions.FULL_TRACE),
+                            run_metadata=metadata)
+                for device in metadata.step_stats.dev_stats:
+                    for node in device.node_stats:
+                        op_type = node.timeline_label.split("=")[-1].split("(")[0].strip() or node.node_name
+                        totals[op_type] += node.op_end_rel_micros / 3e3
+    total = sum(totals.values())
+    print(f"  op time summed over threads, 10 iterations: {total:.0f} ms; by op type:")
+    for op_type, ms in totals.most_common(10):
+        print(f"    {op_type:<32} {ms:7.1f} ms  {100 * ms / total:5.1f} %")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -105,9 +165,12 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=0, help="TF intra/inter-op threads (0: TF default)")
     parser.add_argument("--agreement", type=int, default=0, metavar="N",
                         help="instead of timing, print label agreement on the first N CamVid val images")
+    parser.add_argument("--breakdown", action="store_true", help="instead, show where tfseg's time goes")
     args = parser.parse_args(argv)
     if args.agreement:
         return agreement(args.agreement, args.implementation)
+    if args.breakdown:
+        return breakdown(args.repeats, args.implementation)
 
     import tensorflow as tf
 

@@ -11,7 +11,7 @@ from tfseg.crf.mean_field import (  # noqa: F401
     ConvolutionGaussianFilter,
     PairwiseFilters,
     dense_crf,
-    mean_field,
+    mean_field_inference,
     message_transform,
 )
 from tfseg.crf.synthetic import corrupted_unary  # noqa: F401

@@ -210,16 +210,6 @@ class PermutohedralLattice:
             self._sparse_indices = indices
         return indices
 
-    def sparse_block(self, start, stop, vertex_offset=0, point_scale=None):
-        """Indices (int64 [(d+1) n, 2], rows relative to ``start``) and values of points [start, stop)."""
-        rows = tf.tile(tf.range(stop - start, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
-        cols = tf.cast(self.vertex_index[:, start:stop] + vertex_offset, tf.int64)
-        indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=0))
-        weights = self.barycentric[:, start:stop]
-        if point_scale is not None:
-            weights = weights * tf.reshape(tf.cast(point_scale[start:stop], weights.dtype), [1, -1])
-        return indices, tf.reshape(weights, [-1])
-
     def sparse_values(self, point_scale=None):
         """float32 [(d+1) P] barycentric weights, each point's optionally times ``point_scale[p]``."""
         weights = self.barycentric

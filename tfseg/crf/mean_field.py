@@ -122,9 +122,10 @@ class PairwiseFilters:
                     colors = tf.unstack(tf.reshape(tf.cast(image, tf.float32), [-1, 3]), axis=1)
                 features += [c / np.float32(color_std) for c in colors]
             lattice = PermutohedralLattice(features, image_index)
-            plain = lattice.sparse_matrix() if implementation == "fast" else None
-            ones = tf.ones([lattice.num_points, 1], tf.float32)
-            norm = tf.math.rsqrt(lattice.filter(ones, implementation, matrix=plain) + 1e-20)[:, 0]  # [P]
+            norm = None  # the fast path computes all lattices' normalisations at once (_stack_lattices)
+            if implementation == "portable":
+                ones = tf.ones([lattice.num_points, 1], tf.float32)
+                norm = tf.math.rsqrt(lattice.filter(ones, implementation) + 1e-20)[:, 0]  # [P]
             self.terms.append(("lattice", lattice, norm))
         self._lattice_terms = [t for t in self.terms if t[0] == "lattice"]
         if implementation == "fast" and self._lattice_terms:
@@ -133,19 +134,18 @@ class PairwiseFilters:
     def _stack_lattices(self):
         """Stack every lattice's vertex table into one [sum_k V_k + 1, C] table (last row: zero).
 
-        Builds the shared sparse splat and slice matrices (normalisation and alpha folded in)
-        and, per blur axis, one [2, sum_k V_k + 1] neighbour index into the stacked table;
-        lattices with fewer axes, absent neighbours and the zero row itself point at the zero row.
+        Builds, per blur axis, one [2, sum_k V_k + 1] neighbour index into the stacked table
+        (lattices with fewer axes, absent neighbours and the zero row itself point at the zero
+        row), then per point shard one sparse index set shared by three value sets: plain
+        barycentric weights (to compute every lattice's normalisation K_k 1 with one splat and
+        one slice), and the splat and slice weights with normalisation and alpha folded in.
         """
         lattices = [t[1] for t in self._lattice_terms]
-        norms = [t[2] for t in self._lattice_terms]
         self.vertex_counts = [lattice.num_vertices for lattice in lattices]
         offsets = [tf.constant(0, tf.int32)]
         for count in self.vertex_counts:
             offsets.append(offsets[-1] + count)
         total = offsets[-1]  # index of the zero row
-        (self.splat_matrices, self.slice_matrices), self.shard_sizes = _stacked_sparse_matrices(
-            lattices, [norms, [n * lattice.alpha for n, lattice in zip(norms, lattices)]], total + 1, self.shards)
         self.blur_indices = []
         for axis in range(max(lattice.dimension for lattice in lattices) + 1):
             parts = []
@@ -159,6 +159,41 @@ class PairwiseFilters:
             self.blur_indices.append(tf.reshape(tf.concat(parts, axis=1), [-1]))
         self.row_blocks = tf.repeat(tf.range(len(lattices) + 1),
                                     tf.stack(self.vertex_counts + [tf.constant(1, tf.int32)]))
+
+        points = lattices[0].num_points
+        bounds = [points * s // self.shards for s in range(self.shards + 1)]
+        self.shard_sizes = [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
+        # which lattice each of a point's sum_k (d_k + 1) sparse entries belongs to
+        entry_lattice = np.concatenate([np.full(lattice.dimension + 1, k) for k, lattice in enumerate(lattices)])
+        alphas = np.array([lattice.alpha for lattice in lattices], np.float32)[entry_lattice]
+        plain_matrices = []
+        for start, stop in zip(bounds[:-1], bounds[1:]):
+            # Point-major order (all of a point's entries together): each row is touched once.
+            columns = tf.concat([tf.transpose(lattice.vertex_index[:, start:stop]) + offset
+                                 for lattice, offset in zip(lattices, offsets)], axis=1)  # [n, entries]
+            rows = tf.repeat(tf.range(stop - start, dtype=tf.int64), len(entry_lattice))
+            indices = tf.stack([rows, tf.cast(tf.reshape(columns, [-1]), tf.int64)], axis=1)
+            values = tf.concat([tf.transpose(lattice.barycentric[:, start:stop]) for lattice in lattices], axis=1)
+            dense_shape = tf.stack([tf.cast(stop - start, tf.int64), tf.cast(total + 1, tf.int64)])
+            plain_matrices.append((indices, values, dense_shape))
+
+        # K_k 1 for every lattice k at once: splat ones, blur, slice a table with one column per lattice.
+        table = tf.add_n([tf.sparse.sparse_dense_matmul(tf.SparseTensor(i, tf.reshape(v, [-1]), shape),
+                                                        tf.ones([size, 1]), adjoint_a=True)
+                          for (i, v, shape), size in zip(plain_matrices, self.shard_sizes)])
+        for index in self.blur_indices:
+            neighbours = tf.reshape(tf.gather(table, index), [2, total + 1, 1])
+            table = table + 0.5 * (neighbours[0] + neighbours[1])
+        per_lattice = table * tf.one_hot(self.row_blocks, len(lattices), dtype=tf.float32)  # [sum V + 1, K]
+        self.splat_matrices, self.slice_matrices = [], []
+        for indices, values, dense_shape in plain_matrices:
+            plain = tf.SparseTensor(indices, tf.reshape(values, [-1]), dense_shape)
+            norms = tf.math.rsqrt(tf.sparse.sparse_dense_matmul(plain, per_lattice) * _lattice_alphas(lattices)
+                                  + 1e-20)  # [n, K]
+            entry_norms = tf.gather(norms, entry_lattice, axis=1)  # [n, entries]
+            self.splat_matrices.append(tf.SparseTensor(indices, tf.reshape(values * entry_norms, [-1]), dense_shape))
+            self.slice_matrices.append(
+                tf.SparseTensor(indices, tf.reshape(values * entry_norms * alphas, [-1]), dense_shape))
 
     @property
     def point_sharded(self):
@@ -230,32 +265,9 @@ def _apply(transform, values):
     return values * tf.cast(transform, values.dtype) if isinstance(transform, Number) else transform(values)
 
 
-def _stacked_sparse_matrices(lattices, scale_sets, columns, shards):
-    """Per scale set, ``shards`` sparse [P_s, columns] matrices over consecutive point ranges.
-
-    Lattice k's barycentric weights times scales[k] sit side by side (columns offset by the
-    vertex counts of the lattices before it).
-    """
-    points = lattices[0].num_points
-    bounds = [points * s // shards for s in range(shards + 1)]
-    dense_columns = tf.cast(columns, tf.int64)
-    matrices = [[] for _ in scale_sets]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        # Point-major order (all of a point's vertices together): the sparse kernels then touch each
-        # point's row once instead of once per vertex.
-        dense_shape = tf.stack([tf.cast(stop - start, tf.int64), dense_columns])
-        columns_per_point, offset = [], tf.constant(0, tf.int32)
-        for lattice in lattices:
-            columns_per_point.append(tf.transpose(lattice.vertex_index[:, start:stop]) + offset)
-            offset = offset + lattice.num_vertices
-        columns_per_point = tf.concat(columns_per_point, axis=1)  # [n, sum_k (d_k + 1)]
-        rows = tf.repeat(tf.range(stop - start, dtype=tf.int64), columns_per_point.shape[1])
-        indices = tf.stack([rows, tf.cast(tf.reshape(columns_per_point, [-1]), tf.int64)], axis=1)
-        for matrix_list, scales in zip(matrices, scale_sets):
-            values = tf.concat([tf.transpose(lattice.barycentric[:, start:stop] * scale[None, start:stop])
-                                for lattice, scale in zip(lattices, scales)], axis=1)
-            matrix_list.append(tf.SparseTensor(indices, tf.reshape(values, [-1]), dense_shape))
-    return matrices, [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
+def _lattice_alphas(lattices):
+    """The lattices' slice constants alpha = 1 / (1 + 2^-d), one per lattice, float32 [K]."""
+    return tf.constant([lattice.alpha for lattice in lattices], tf.float32)
 
 
 def _cast_sparse(matrix, dtype):
@@ -286,7 +298,7 @@ def message_transform(compat, num_labels=None):
     raise ValueError(f"compat must be a number, a 1-D or a 2-D array; got shape {matrix.shape}")
 
 
-def mean_field(unary, pairwise, iterations):
+def mean_field_inference(unary, pairwise, iterations):
     """Mean-field iterations; returns the last pre-softmax scores ``-U + pairwise(Q)``.
 
     ``unary`` [B, H, W, C]; ``pairwise``: Q [B, H, W, C] -> the summed contributions
@@ -305,7 +317,7 @@ def mean_field(unary, pairwise, iterations):
 
 
 def _sharded_mean_field(unary, filters, transforms, iterations):
-    """``mean_field`` on point shards kept apart for all iterations (no per-iteration split/concat)."""
+    """``mean_field_inference`` on point shards kept apart for all iterations (no per-iteration split/concat)."""
     negative_unary = [-u for u in filters.split_points(unary)]
     scores = negative_unary
     for _ in range(int(iterations)):
@@ -387,7 +399,7 @@ def dense_crf(
         q = tf.nn.softmax(-unary, axis=-1)
     else:
         filters = PairwiseFilters(image, kernels, implementation, gaussian_filter)
-        q = tf.nn.softmax(mean_field(unary, (filters, transforms), iterations), axis=-1)
+        q = tf.nn.softmax(mean_field_inference(unary, (filters, transforms), iterations), axis=-1)
     return q[0] if single else q
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.crf.lattice import IMPLEMENTATIONS
-from tfseg.crf.mean_field import GAUSSIAN_FILTERS, PairwiseFilters, mean_field
+from tfseg.crf.mean_field import GAUSSIAN_FILTERS, PairwiseFilters, mean_field_inference
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -101,7 +101,7 @@ class DenseCRF(keras.layers.Layer):
         mixes = [-tf.matmul(compatibility, tf.cast(w, logits.dtype))
                  for w in (self.gaussian_kernel_weights, self.bilateral_kernel_weights)]
         transforms = [lambda x, a=a: tf.matmul(x, a, transpose_b=True) for a in mixes]
-        return mean_field(-logits, (filters, transforms), iterations)
+        return mean_field_inference(-logits, (filters, transforms), iterations)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[1])
