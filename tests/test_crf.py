@@ -252,10 +252,11 @@ def test_layer_at_initialisation_equals_dense_crf():
     layer = DenseCRF(iterations=4, training_iterations=2)
     refined = layer([image, logits])
     expected = dense_crf(image, -logits, iterations=4)
-    np.testing.assert_allclose(tf.nn.softmax(refined).numpy(), expected.numpy(), atol=1e-5)
+    # atol 1e-4: float32 summation order differs between the compiled function and eager execution
+    np.testing.assert_allclose(tf.nn.softmax(refined).numpy(), expected.numpy(), atol=1e-4)
     trained = layer([image, logits], training=True)  # training_iterations are used when training
     np.testing.assert_allclose(tf.nn.softmax(trained).numpy(), dense_crf(image, -logits, iterations=2).numpy(),
-                               atol=1e-5)
+                               atol=1e-4)
     assert {w.name for w in layer.trainable_weights} == {
         "gaussian_kernel_weights", "bilateral_kernel_weights", "compatibility"}
     np.testing.assert_array_equal(layer.compatibility.numpy(), -np.eye(4))

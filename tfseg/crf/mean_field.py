@@ -378,15 +378,33 @@ def dense_crf(
     ``implementation``: "fast" (sparse matmul) or "portable" (segment_sum/gather, TFLite
     builtins). ``gaussian_filter``: "convolution" (exact separable Gaussian), "lattice" (as
     pydensecrf) or "auto" (currently the lattice).
+
+    Called eagerly with number (or None) compats, it runs as a compiled tf.function (one trace
+    per parameter set, shapes generalised); inside a graph it adds its ops to that graph.
     """
     image, unary = _check_inputs(image, unary)
     if implementation not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
-    if int(iterations) < 0:
-        raise ValueError(f"iterations must be >= 0; got {iterations}")
+    if gaussian_filter not in GAUSSIAN_FILTERS:
+        raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
+    if int(iterations) != iterations or iterations < 0:
+        raise ValueError(f"iterations must be a non-negative integer; got {iterations!r}")
+    options = dict(gaussian_sxy=float(gaussian_sxy), gaussian_compat=gaussian_compat, bilateral_sxy=float(bilateral_sxy),
+                   bilateral_srgb=float(bilateral_srgb), bilateral_compat=bilateral_compat,
+                   iterations=int(iterations), implementation=implementation, gaussian_filter=gaussian_filter)
     single = image.shape.rank == 3
     if single:
         image, unary = image[None], unary[None]
+    if tf.executing_eagerly() and all(c is None or isinstance(c, Number) for c in (gaussian_compat, bilateral_compat)):
+        q = _compiled_dense_crf(image, unary, **options)
+    else:
+        q = _dense_crf_graph(image, unary, **options)
+    return q[0] if single else q
+
+
+def _dense_crf_graph(image, unary, *, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
+                     bilateral_compat, iterations, implementation, gaussian_filter):
+    """dense_crf on checked rank-4 inputs."""
     num_labels = unary.shape[-1]
     kernels, transforms = [], []
     for compat, kernel in [(gaussian_compat, (gaussian_sxy, None)),
@@ -400,7 +418,10 @@ def dense_crf(
     else:
         filters = PairwiseFilters(image, kernels, implementation, gaussian_filter)
         q = tf.nn.softmax(mean_field_inference(unary, (filters, transforms), iterations), axis=-1)
-    return q[0] if single else q
+    return q
+
+
+_compiled_dense_crf = tf.function(_dense_crf_graph, reduce_retracing=True)
 
 
 def _is_zero(compat):
