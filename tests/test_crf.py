@@ -92,7 +92,8 @@ def tfseg_filter(image, field, sxy, srgb=None, normalized=False, implementation=
 
 
 @pytest.mark.parametrize("implementation", ["fast", "portable"])
-@pytest.mark.parametrize("kernel", [(3.0, None), (80.0, 13.0), (10.0, 5.0)], ids=["gaussian", "bilateral", "bilateral-fine"])
+@pytest.mark.parametrize("kernel", [(3.0, None), (80.0, 13.0), (10.0, 5.0)],
+                         ids=["gaussian", "bilateral", "bilateral-fine"])
 @pytest.mark.parametrize("normalized", [False, True], ids=["raw", "symmetric"])
 def test_filter_matches_pydensecrf_lattice(camvid, kernel, normalized, implementation):
     """One message pass of a constant and of a random field equals pydensecrf's lattice output to 1e-3."""

@@ -199,16 +199,13 @@ class PermutohedralLattice:
 
     # --- the three stages -----------------------------------------------------------------------
 
-    def sparse_indices(self, vertex_offset=None):
-        """int64 [(d+1) P, 2] (point, vertex + vertex_offset) positions of the barycentric weights."""
-        if vertex_offset is None and self._sparse_indices is not None:
-            return self._sparse_indices
-        rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
-        cols = self.vertex_index if vertex_offset is None else self.vertex_index + vertex_offset
-        indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(tf.cast(cols, tf.int64), [-1])], axis=0))
-        if vertex_offset is None:
-            self._sparse_indices = indices
-        return indices
+    def sparse_indices(self):
+        """int64 [(d+1) P, 2] (point, vertex) positions of the barycentric weights (built once)."""
+        if self._sparse_indices is None:
+            rows = tf.tile(tf.range(self.num_points, dtype=tf.int64)[None, :], [self.dimension + 1, 1])
+            cols = tf.cast(self.vertex_index, tf.int64)
+            self._sparse_indices = tf.transpose(tf.stack([tf.reshape(rows, [-1]), tf.reshape(cols, [-1])], axis=0))
+        return self._sparse_indices
 
     def sparse_values(self, point_scale=None):
         """float32 [(d+1) P] barycentric weights, each point's optionally times ``point_scale[p]``."""
