@@ -43,6 +43,17 @@ def _pixel_grid(height, width):
     return tf.reshape(xs, [-1]), tf.reshape(ys, [-1])
 
 
+def check_options(implementation, gaussian_filter, **iteration_counts):
+    """Validate the options shared by ``dense_crf`` and ``tfseg.layers.DenseCRF``; errors name the argument."""
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
+    if gaussian_filter not in GAUSSIAN_FILTERS:
+        raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
+    for name, value in iteration_counts.items():
+        if int(value) != value or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+
+
 def _resolve_gaussian_filter(gaussian_filter):
     if gaussian_filter not in GAUSSIAN_FILTERS:
         raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
@@ -202,7 +213,7 @@ class PairwiseFilters:
         return self.implementation == "fast" and len(self._lattice_terms) == len(self.terms)
 
     def split_points(self, field):
-        """[B, H, W, C] -> list of [P_s, C] point shards (the layout of ``sharded_messages``)."""
+        """[B, H, W, C] (or [P, C]) -> list of [P_s, C] point shards (the layout of ``sharded_messages``)."""
         points = tf.reshape(field, [-1, tf.shape(field)[-1]])
         return tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
 
@@ -234,8 +245,7 @@ class PairwiseFilters:
     def _lattice_messages(self, points, transforms):
         """[P, C] -> [P, C]: sum over lattice kernels of transform_k(n_k K_k(n_k points))."""
         if self.implementation == "fast":
-            shards = tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
-            sliced = self.sharded_messages(shards, transforms)
+            sliced = self.sharded_messages(self.split_points(points), transforms)
             return tf.concat(sliced, axis=0) if len(sliced) > 1 else sliced[0]
         outputs = []
         for (_, lattice, norm), transform in zip(self._lattice_terms, transforms):
@@ -384,12 +394,7 @@ def dense_crf(
     per parameter set, shapes generalised); inside a graph it adds its ops to that graph.
     """
     image, unary = _check_inputs(image, unary)
-    if implementation not in IMPLEMENTATIONS:
-        raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
-    if gaussian_filter not in GAUSSIAN_FILTERS:
-        raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
-    if int(iterations) != iterations or iterations < 0:
-        raise ValueError(f"iterations must be a non-negative integer; got {iterations!r}")
+    check_options(implementation, gaussian_filter, iterations=iterations)
     options = dict(gaussian_sxy=float(gaussian_sxy), gaussian_compat=gaussian_compat,
                    bilateral_sxy=float(bilateral_sxy), bilateral_srgb=float(bilateral_srgb),
                    bilateral_compat=bilateral_compat,

@@ -15,8 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfseg.crf.lattice import IMPLEMENTATIONS
-from tfseg.crf.mean_field import GAUSSIAN_FILTERS, PairwiseFilters, mean_field_inference
+from tfseg.crf.mean_field import PairwiseFilters, check_options, mean_field_inference
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -45,13 +44,8 @@ class DenseCRF(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"implementation={implementation!r}; valid: {list(IMPLEMENTATIONS)}")
-        if gaussian_filter not in GAUSSIAN_FILTERS:
-            raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
-        for name, value in (("iterations", iterations), ("training_iterations", training_iterations)):
-            if int(value) != value or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+        check_options(implementation, gaussian_filter, iterations=iterations,
+                      training_iterations=training_iterations)
         for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
                             ("bilateral_srgb", bilateral_srgb)):
             if not value > 0:
