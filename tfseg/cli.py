@@ -1,39 +1,38 @@
-"""The ``tfseg`` command."""
+"""The ``tfseg`` command.
+
+Each sub-command lives in its own module with a ``register(subparsers)`` function that adds its
+parser and sets ``func``; ``COMMAND_MODULES`` lists them, so adding a command is one line here.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
 import os
 import sys
 
+COMMAND_MODULES = (
+    "tfseg.commands.models",
+)
 
-def _options_text(options):
-    return ", ".join(f"{k}={v}" for k, v in options.items()) or "-"
 
-
-def cmd_models(args):
-    from tfseg.registry import describe_variants
-
-    rows = [("model", "options", "parameters", "output stride")]
-    print("| " + " | ".join(rows[0]) + " |")
-    print("|" + "---|" * len(rows[0]))
-    for name, options, params, stride in describe_variants(args.num_classes):
-        print(f"| {name} | {_options_text(options)} | {params:,} | {stride} |", flush=True)
-    print(f"\n{args.num_classes} classes, parameter counts include batch-norm statistics.")
-    return 0
+def quiet_tensorflow():
+    """No TensorFlow/absl start-up noise on the console (set before TensorFlow is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfseg", description="Semantic segmentation for TensorFlow / Keras")
     sub = parser.add_subparsers(dest="command", required=True)
-    models = sub.add_parser("models", help="table of every architecture with its parameter count and output stride")
-    models.add_argument("--num-classes", type=int, default=21)
-    models.set_defaults(func=cmd_models)
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     args = build_parser().parse_args(argv)
     return args.func(args)
 

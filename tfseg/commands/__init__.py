@@ -1,0 +1,1 @@
+"""Sub-commands of the ``tfseg`` command line, one module each (see ``tfseg.cli``)."""
