@@ -46,3 +46,78 @@ class SegmentationDataset:
         if not pairs:
             raise ValueError(f"{self.name}: split {split!r} under {self.root} is empty")
         return pairs
+
+
+def read_image(path):
+    """RGB uint8 ``[H, W, 3]``; grayscale and RGBA files are converted with a warning."""
+    import warnings
+
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ValueError(f"cannot read image {path}: missing, corrupt or not an image file")
+    if data.dtype != np.uint8:
+        raise ValueError(f"image {path} has dtype {data.dtype}; expected 8-bit pixels")
+    if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
+        warnings.warn(f"image {path} is grayscale; converted to RGB", stacklevel=2)
+        return cv2.cvtColor(data.reshape(data.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if data.shape[2] == 4:
+        warnings.warn(f"image {path} has an alpha channel; converted to RGB (alpha dropped)", stacklevel=2)
+        return cv2.cvtColor(data, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path, dataset):
+    """Training ids ``[H, W]`` uint8 of the label file ``path`` of ``dataset``.
+
+    Colour-coded labels are mapped through ``dataset.label_colors``, stored values through
+    ``dataset.label_lut``; any value that is neither a class nor ``ignore_label`` raises.
+    """
+    import cv2
+
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise ValueError(f"cannot read label map {path}: missing, corrupt or not an image file")
+    if data.ndim == 3 and dataset.label_colors is not None:
+        data = _colors_to_indices(cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB), dataset.label_colors, path)
+    elif data.ndim == 3:
+        raise ValueError(f"label map {path} has {data.shape[2]} channels; expected a single-channel image of class ids")
+    if data.dtype != np.uint8:
+        if data.max() > 255:
+            raise ValueError(f"label map {path} holds values up to {data.max()}; expected 8-bit class ids")
+        data = data.astype(np.uint8)
+    if dataset.label_lut is not None:
+        data = dataset.label_lut[data]
+    bad = (data >= dataset.num_classes) & (data != dataset.ignore_label)
+    if bad.any():
+        values = sorted(set(np.unique(data[bad]).tolist()))
+        raise ValueError(
+            f"label map {path} holds values {values[:10]} that are neither a class id (0..{dataset.num_classes - 1}) "
+            f"nor the ignore label {dataset.ignore_label}"
+        )
+    return data
+
+
+def _colors_to_indices(rgb, colors, path):
+    codes = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    table = (colors[:, 0].astype(np.int64) << 16) | (colors[:, 1].astype(np.int64) << 8) | colors[:, 2]
+    order = np.argsort(table)
+    position = np.searchsorted(table[order], codes).clip(0, len(table) - 1)
+    found = table[order][position] == codes
+    if not found.all():
+        colour = tuple(int(c) for c in rgb[~found][0])
+        raise ValueError(f"label map {path} has colour {colour} that is not in the dataset's palette")
+    return order[position].astype(np.uint8)
+
+
+def read_pair(image_path, label_path, dataset):
+    """``(image, label)`` of one example; a size mismatch raises naming both files."""
+    image = read_image(image_path)
+    label = read_label(label_path, dataset)
+    if image.shape[:2] != label.shape[:2]:
+        raise ValueError(
+            f"image {image_path} is {image.shape[1]}x{image.shape[0]} but its label map {label_path} "
+            f"is {label.shape[1]}x{label.shape[0]}"
+        )
+    return image, label
