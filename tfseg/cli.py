@@ -14,11 +14,12 @@ import sys
 
 COMMAND_MODULES = (
     "tfseg.commands.models",
+    "tfseg.commands.train",
 )
 
 
 def quiet_tensorflow():
-    """No TensorFlow/absl start-up noise on the console (set before TensorFlow is imported)."""
+    """No TensorFlow/absl log noise on the console (the C++ start-up lines: ``tfseg._startup``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("absl").setLevel(logging.ERROR)
 

@@ -1,0 +1,126 @@
+"""``tf.data`` input pipelines over a :class:`~tfseg.data.base.SegmentationDataset`.
+
+Examples are decoded once by OpenCV (errors name the file) and, where they fit, kept in memory.
+Training batches form an endless stream that is a pure function of ``(seed, global step)``: epoch
+``e`` visits a stateless permutation of the split, every example's augmentation is seeded by its
+position in the stream, and the last partial batch of an epoch is dropped. A run resumed at step
+``s`` therefore sees exactly the batches an uninterrupted run sees from step ``s`` on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from tfseg.data.augment import MEAN_PIXEL, deeplab_augment
+from tfseg.data.base import read_pair
+
+# Decoded splits up to this many bytes are cached in memory (CamVid train: about 250 MB).
+CACHE_LIMIT_BYTES = 6 * 2**30
+
+
+class ExampleSource:
+    """The examples of one split, served by index; decoded on first use and cached in memory."""
+
+    def __init__(self, dataset, split, limit=None, cache=True):
+        pairs = dataset.files(split)
+        self.pairs = tuple(pairs[:limit] if limit else pairs)
+        self.dataset = dataset
+        self.split = split
+        self.cache = cache
+        self._examples = {}
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, index):
+        index = int(index)
+        example = self._examples.get(index)
+        if example is None:
+            example = read_pair(*self.pairs[index], self.dataset)
+            if self.cache:
+                self._examples[index] = example
+        return example
+
+    def load_all(self, progress=None):
+        """Decode every example now (so a bad file fails before training starts); returns self."""
+        total = 0
+        for i in range(len(self)):
+            image, label = self[i]
+            total += image.nbytes + label.nbytes
+            if self.cache and total > CACHE_LIMIT_BYTES:
+                self.cache = False
+                self._examples.clear()
+            if progress is not None:
+                progress(i + 1)
+        return self
+
+    def lookup(self, index):
+        """TF op: ``(image uint8 [H, W, 3], label uint8 [H, W])`` of example ``index``."""
+        image, label = tf.numpy_function(lambda i: self[i], [index], [tf.uint8, tf.uint8], stateful=False)
+        image.set_shape((None, None, 3))
+        label.set_shape((None, None))
+        return image, label
+
+
+def steps_per_epoch(num_examples, batch_size, split="train"):
+    steps = num_examples // batch_size
+    if steps == 0:
+        raise ValueError(
+            f"split {split!r} has {num_examples} examples, fewer than one batch of {batch_size}: lower the batch size"
+        )
+    return steps
+
+
+def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, scale_range=(0.5, 2.0), flip=True,
+                     mean_pixel=MEAN_PIXEL):
+    """Endless stream of augmented ``(images float32 [B, h, w, 3], labels int32 [B, h, w])`` from ``start_step``."""
+    n = len(source)
+    steps = steps_per_epoch(n, batch_size, source.split)
+    per_epoch = steps * batch_size
+    start_epoch, offset = divmod(int(start_step), steps)
+    seed = int(seed)
+
+    def epoch_elements(epoch):
+        order = tf.argsort(tf.random.stateless_uniform([n], tf.stack([tf.constant(seed, tf.int64), epoch])))
+        order = order[:per_epoch]
+        stream_position = epoch * per_epoch + tf.range(per_epoch, dtype=tf.int64)
+        return tf.data.Dataset.from_tensor_slices((order, stream_position))
+
+    def load_and_augment(index, position):
+        image, label = source.lookup(index)
+        return deeplab_augment(
+            image, label, tf.stack([tf.constant(seed, tf.int64), position]), tuple(crop_size),
+            source.dataset.ignore_label, scale_range=scale_range, flip=flip, mean_pixel=mean_pixel,
+        )
+
+    stream = tf.data.Dataset.range(start_epoch, 2**31).flat_map(epoch_elements).skip(offset * batch_size)
+    stream = stream.map(load_and_augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_batches(source, batch_size=1, *, pad_value=MEAN_PIXEL[0]):
+    """Every example once, in order, ``(image float32, label int32)``; the last batch may be partial.
+
+    Images of different sizes in one batch are padded bottom/right (image with ``pad_value``,
+    label with the ignore label, so padding counts nowhere).
+    """
+    ignore = source.dataset.ignore_label
+
+    def load(index):
+        image, label = source.lookup(index)
+        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
+
+    indices = tf.data.Dataset.range(len(source))
+    examples = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    batches = examples.padded_batch(
+        batch_size, padded_shapes=([None, None, 3], [None, None]),
+        padding_values=(tf.constant(pad_value, tf.float32), tf.constant(ignore, tf.int32)),
+    )
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def dataset_mean_pixel(source, limit=64):
+    """Mean RGB of the first ``limit`` examples (what DeepLab pads with when it is not ImageNet's)."""
+    images = [source[i][0].reshape(-1, 3) for i in range(min(limit, len(source)))]
+    return tuple(float(v) for v in np.concatenate(images).mean(axis=0))
