@@ -1,4 +1,10 @@
-"""CamVid in the SegNet layout (367 train / 101 val, 11 classes + void).
+"""CamVid in the SegNet layout (Brostow et al., PRL 2009; Badrinarayanan et al., TPAMI 2017).
+
+367 train / 101 val (/ 233 test) images, 11 classes + void (11)::
+
+    train/ trainannot/ val/ valannot/ (test/ testannot/)
+    train.txt, val.txt (test.txt)   "image_path label_path" per line, the publisher's absolute
+                                    paths (/SegNet/CamVid/train/x.png): the last two parts are kept
 
 The data lives beside the project, in ``../shared/data/camvid`` relative to the repository
 root; ``TFSEG_CAMVID_DIR`` overrides that. It is never copied into the repository.
@@ -9,8 +15,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
+
+from tfseg.data.base import SegmentationDataset
+from tfseg.data.layout import check_pairs, read_list, require_file
 
 ENV_VAR = "TFSEG_CAMVID_DIR"
 CLASS_NAMES = (
@@ -20,6 +28,12 @@ CLASS_NAMES = (
 NUM_CLASSES = len(CLASS_NAMES)
 IGNORE_LABEL = 11
 SPLITS = ("train", "val")
+OPTIONAL_SPLITS = ("test",)
+# The SegNet tutorial's colours (Scripts/test_segmentation_camvid.py); void is (0, 0, 0).
+PALETTE = np.array([
+    (128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128), (60, 40, 222), (128, 128, 0),
+    (192, 128, 128), (64, 64, 128), (64, 0, 128), (64, 64, 0), (0, 128, 192),
+], np.uint8)
 
 
 def camvid_root():
@@ -39,25 +53,36 @@ def camvid_root():
 
 def split_files(split, root=None):
     """``[(image_path, label_path), ...]`` for ``split`` ('train' or 'val'), resolved under ``root``."""
-    if split not in SPLITS:
-        raise ValueError(f"split={split!r}; valid: {list(SPLITS)}")
+    if split not in SPLITS + OPTIONAL_SPLITS:
+        raise ValueError(f"split={split!r}; valid: {list(SPLITS + OPTIONAL_SPLITS)}")
     root = Path(root) if root is not None else camvid_root()
+    listing = require_file(root / f"{split}.txt", "camvid", f"the {split} split's 'image_path label_path' lines")
     pairs = []
-    listing = root / f"{split}.txt"
-    for line_no, line in enumerate(listing.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        fields = line.split()
+    for line_no, fields in enumerate(read_list(listing), 1):
         if len(fields) != 2:
-            raise ValueError(f"{listing}:{line_no}: expected 'image_path label_path', got {line!r}")
-        # The listed paths are the publisher's absolute paths (/SegNet/CamVid/val/x.png): keep the last two parts.
-        image, label = (root / Path(p).parent.name / Path(p).name for p in fields)
-        pairs.append((image, label))
+            raise ValueError(f"{listing}: line {line_no}: expected 'image_path label_path', got {' '.join(fields)!r}")
+        pairs.append(tuple(root / Path(p).parent.name / Path(p).name for p in fields))
     return pairs
+
+
+def open_camvid(root=None):
+    """CamVid splits train and val (and test when ``test.txt`` is there), every listed file checked."""
+    root = Path(root) if root is not None else camvid_root()
+    splits = {}
+    for split in SPLITS + OPTIONAL_SPLITS:
+        if split in OPTIONAL_SPLITS and not (root / f"{split}.txt").is_file():
+            continue
+        splits[split] = check_pairs(split_files(split, root), "camvid", root / f"{split}.txt")
+    return SegmentationDataset(
+        name="camvid", root=root, class_names=CLASS_NAMES, ignore_label=IGNORE_LABEL,
+        palette=PALETTE.copy(), splits=splits,
+    )
 
 
 def read_image(path):
     """RGB uint8 [H, W, 3]."""
+    import cv2
+
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise FileNotFoundError(f"cannot read image {path}")
@@ -66,6 +91,8 @@ def read_image(path):
 
 def read_label(path):
     """uint8 [H, W] with values 0..11 (11 = void)."""
+    import cv2
+
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if label is None:
         raise FileNotFoundError(f"cannot read label map {path}")
