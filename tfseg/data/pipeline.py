@@ -124,3 +124,24 @@ def dataset_mean_pixel(source, limit=64):
     """Mean RGB of the first ``limit`` examples (what DeepLab pads with when it is not ImageNet's)."""
     images = [source[i][0].reshape(-1, 3) for i in range(min(limit, len(source)))]
     return tuple(float(v) for v in np.concatenate(images).mean(axis=0))
+
+
+def median_frequency_weights(source, num_classes):
+    """Median frequency balancing (Eigen & Fergus 2015, as SegNet trains on CamVid).
+
+    ``freq(c)`` is the pixels of class ``c`` divided by the pixels of the images where ``c``
+    appears; the weight is ``median(freq) / freq(c)``. Ignored pixels count nowhere; a class that
+    never appears gets weight 0 (it can contribute no loss anyway).
+    """
+    pixels = np.zeros(num_classes, np.float64)
+    image_pixels = np.zeros(num_classes, np.float64)
+    for i in range(len(source)):
+        label = source[i][1]
+        counts = np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.float64)
+        total = counts.sum()
+        pixels += counts
+        image_pixels += np.where(counts > 0, total, 0.0)
+    present = image_pixels > 0
+    frequency = np.where(present, pixels / np.where(present, image_pixels, 1.0), 0.0)
+    median = np.median(frequency[present])
+    return [float(median / f) if f > 0 else 0.0 for f in frequency]

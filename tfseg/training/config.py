@@ -27,6 +27,7 @@ class TrainConfig:
     batch_size: int = 8  # global, across replicas
     scale_range: tuple = (0.5, 2.0)
     flip: bool = True
+    class_weights: list | str | None = None  # per-class loss weights, or "median_frequency" (SegNet's balancing)
     # schedule
     steps: int | None = None  # total optimizer steps; None: epochs * steps per epoch
     epochs: int | None = None
@@ -40,6 +41,7 @@ class TrainConfig:
     # fine-tuning
     freeze_backbone: bool = False
     freeze_batch_norm: bool = False
+    batch_norm_momentum: float | str | None = "auto"  # "auto", None (the builders' values) or a number
     # execution
     strategy: str = "auto"  # auto | default | mirrored | multi_worker | tpu
     logical_cpus: int = 0  # split the CPU into this many logical devices (for mirrored tests on a CPU)
@@ -62,6 +64,10 @@ class TrainConfig:
         for key in ("batch_size", "checkpoint_every"):
             if int(getattr(self, key)) < 1:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer")
+        if isinstance(self.batch_norm_momentum, str) and self.batch_norm_momentum != "auto":
+            raise ValueError(f"batch_norm_momentum={self.batch_norm_momentum!r}: expected 'auto', None or a number")
+        if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
+            raise ValueError(f"class_weights={self.class_weights!r}: expected a list, 'median_frequency' or None")
         if self.steps is None and self.epochs is None:
             raise ValueError("give the length of training: steps= (optimizer steps) or epochs=")
 

@@ -59,6 +59,25 @@ def synchronize_batch_norm(model):
         layer.synchronized = True
 
 
+def short_run_momentum(total_steps, builder_momentum, window_fraction=0.05, floor=0.9):
+    """A batch-norm momentum whose averaging window ``1 / (1 - m)`` is at most 5% of the run.
+
+    The builders carry DeepLab's momenta (0.9997: a window of 3,333 steps, made for 30k-step
+    runs); after a few hundred steps such moving statistics are still near their initial values
+    and inference collapses. Long runs keep the builder's value.
+    """
+    window = max(total_steps * window_fraction, 1.0 / (1.0 - floor))
+    return min(builder_momentum, 1.0 - 1.0 / window)
+
+
+def set_batch_norm_momentum(model, momentum, total_steps):
+    """Apply ``TrainConfig.batch_norm_momentum`` ("auto", None or a number) to every batch norm."""
+    if momentum is None:
+        return
+    for layer in batch_norm_layers(model):
+        layer.momentum = short_run_momentum(total_steps, layer.momentum) if momentum == "auto" else float(momentum)
+
+
 def add_weight_decay(model, weight_decay):
     """L2 on convolution and dense kernels, as slim's ``l2_regularizer(weight_decay)`` (0.5 * wd * |w|^2).
 
@@ -86,12 +105,13 @@ def make_optimizer(config, total_steps):
     return optimizer
 
 
-def build_training_model(config, num_classes):
+def build_training_model(config, num_classes, total_steps):
     """The model of ``config`` with its fine-tuning, weight-decay and batch-norm settings applied."""
     from tfseg.registry import build_model
 
     model = build_model(config.model, num_classes, (None, None, 3), **config.model_options)
     configure_for_fine_tuning(model, config.freeze_backbone, config.freeze_batch_norm)
+    set_batch_norm_momentum(model, config.batch_norm_momentum, total_steps)
     if config.optimizer == "sgd" and config.weight_decay:
         add_weight_decay(model, config.weight_decay)
     return model
@@ -116,6 +136,11 @@ class TrainingRun:
         self.steps_per_epoch = steps_per_epoch(len(self.train_source), config.batch_size, config.train_split)
         self.total_steps = int(config.steps or config.epochs * self.steps_per_epoch)
         self.out_dir = Path(config.out_dir)
+        self.class_weights = config.class_weights
+        if config.class_weights == "median_frequency":
+            from tfseg.data.pipeline import median_frequency_weights
+
+            self.class_weights = median_frequency_weights(self.train_source, self.dataset.num_classes)
         self.replicas = self.strategy.num_replicas_in_sync
         if config.batch_size % self.replicas:
             raise ValueError(
@@ -145,12 +170,13 @@ def train(config=None, *, callbacks=(), **overrides):
         (run.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=list))
 
     with run.strategy.scope():
-        model = build_training_model(config, run.dataset.num_classes)
+        model = build_training_model(config, run.dataset.num_classes, run.total_steps)
         if run.replicas > 1:
             synchronize_batch_norm(model)
         optimizer = make_optimizer(config, run.total_steps)
         optimizer.build(model.trainable_variables)
-        model.compile(optimizer=optimizer, loss=SparseCrossEntropyWithIgnore(ignore_label=run.dataset.ignore_label))
+        loss = SparseCrossEntropyWithIgnore(ignore_label=run.dataset.ignore_label, class_weights=run.class_weights)
+        model.compile(optimizer=optimizer, loss=loss)
         manager = checkpoint_manager(model, optimizer, str(run.out_dir / "checkpoints"))
         restored = restore_latest(manager)
     start_step = int(optimizer.iterations.numpy())
