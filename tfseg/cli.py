@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "tfseg.commands.models",
     "tfseg.commands.train",
+    "tfseg.commands.eval",
 )
 
 

@@ -147,11 +147,16 @@ def evaluate_batches(model, batches, num_classes, ignore_label, *, strategy=None
     strategy = strategy or tf.distribute.get_strategy()
 
     def replica_confusion(images, labels):
-        probs = probabilities(model, images, **inference)
-        if crf is not None:
-            probs = apply_crf(images, probs, crf)
-        predicted = tf.argmax(probs, axis=-1, output_type=tf.int32)
-        return confusion_matrix(labels, predicted, num_classes, ignore_label, dtype=tf.float64)
+        def count():
+            probs = probabilities(model, images, **inference)
+            if crf is not None:
+                probs = apply_crf(images, probs, crf)
+            predicted = tf.argmax(probs, axis=-1, output_type=tf.int32)
+            return confusion_matrix(labels, predicted, num_classes, ignore_label, dtype=tf.float64)
+
+        # A replica's share of the last partial batch may be empty; some kernels reject empty batches.
+        empty = tf.zeros([num_classes, num_classes], tf.float64)
+        return tf.cond(tf.shape(images)[0] > 0, count, lambda: empty)
 
     @tf.function(reduce_retracing=True)
     def step(images, labels):
