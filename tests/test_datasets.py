@@ -343,7 +343,8 @@ def test_importing_tfseg_data_loads_neither_opencv_nor_tensorflow():
         "import tfseg.data.folder, tfseg.data.synthetic\n"
         "print(sorted(m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code, str(REPO / "tfseg")], capture_output=True, text=True, check=True)
+    result = subprocess.run([sys.executable, "-c", code, str(REPO / "tfseg")],
+                            capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
 
 
@@ -423,7 +424,8 @@ def test_synthetic_is_deterministic_for_a_seed(tmp_path):
     assert first[Path("JPEGImages/train_00000.jpg")] != other[Path("JPEGImages/train_00000.jpg")]
     # Image i of a split does not depend on how many images the split has.
     more = write_synthetic_voc(tmp_path / "d", seed=3, num_train=9, num_val=3, size=(64, 80))
-    assert (more / "SegmentationClass" / "train_00007.png").read_bytes() == first[Path("SegmentationClass/train_00007.png")]
+    label = Path("SegmentationClass/train_00007.png")
+    assert (more / label).read_bytes() == first[label]
 
 
 def test_synthetic_labels_decode_through_open_dataset(tmp_path):
