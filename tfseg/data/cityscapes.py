@@ -8,12 +8,12 @@ archives unpack)::
 
 ``labelIds`` are mapped to train ids by ``label_lut`` (cityscapesScripts' ``helpers/labels.py``);
 with ``train_ids=True`` the ``*_gtFine_labelTrainIds.png`` files that cityscapesScripts'
-``createTrainIdLabelImgs`` writes are read as they are. The test split's labels are all void.
+``createTrainIdLabelImgs`` writes are read as they are. The test split's label files are
+placeholders (its annotations are not public).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -80,7 +80,8 @@ def label_lut():
 def open_cityscapes(root=None, *, train_ids=False):
     """Cityscapes splits found under ``root/leftImg8bit`` (train, val, test)."""
     root = resolve_root(root, ENV_VAR, "cityscapes")
-    images_dir = require_dir(root / "leftImg8bit", "cityscapes", "leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png")
+    images_dir = require_dir(root / "leftImg8bit", "cityscapes",
+                             "leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png")
     labels_dir = require_dir(root / "gtFine", "cityscapes", "gtFine/{train,val,test}/<city>/*_gtFine_labelIds.png")
     suffix = "_gtFine_labelTrainIds.png" if train_ids else "_gtFine_labelIds.png"
     splits = {}

@@ -33,15 +33,16 @@ SHAPES = ("circle", "rectangle", "triangle", "star", "cross")
 CLASS_NAMES = ("background",) + SHAPES
 IGNORE_LABEL = 255
 _HUES = {shape: k / len(SHAPES) for k, shape in enumerate(SHAPES)}
-_HUE_SPREAD = 0.15  # neighbouring hue centres are 0.2 apart: the ranges overlap
+_HUE_SPREAD = 0.12  # hue centres are 0.2 apart: neighbouring ranges overlap
 _SPLIT_CODES = {"train": 0, "val": 1}
 
 
 def write_synthetic_voc(root, *, num_train=200, num_val=50, size=(128, 128), seed=0, image_format="jpg",
-                        border=3, max_objects=4):
+                        border=2, max_objects=5):
     """Write the dataset under ``root`` (created) and return ``root`` as a Path.
 
-    ``size``: (H, W). ``border``: width in pixels of the void outline. Image ``i`` of a split
+    ``size``: (H, W). ``border``: width in pixels of the void outline. Each image holds 2 to
+    ``max_objects`` shapes (they may overlap and leave the frame). Image ``i`` of a split
     depends only on (seed, split, i), so changing ``num_train`` keeps the other images.
     """
     import cv2
@@ -103,31 +104,34 @@ def open_synthetic(root, *, generate=False, **options):
     return open_voc(root, class_names=read_class_names(root / "classes.txt"), name="synthetic", train_aug=False)
 
 
-def synthetic_example(rng, height, width, *, first_shape=0, border=3, max_objects=4):
+def synthetic_example(rng, height, width, *, first_shape=0, border=2, max_objects=5):
     """One ``(image RGB uint8 [H, W, 3], label uint8 [H, W])``; shape ``first_shape`` is always
     there, drawn last (on top) so every class appears in a split of at least five images."""
     import cv2
 
     image = _background(rng, height, width)
     label = np.zeros((height, width), np.uint8)
-    count = int(rng.integers(1, max_objects + 1))
+    count = int(rng.integers(2, max_objects + 1))
     shapes = [int(k) for k in rng.integers(0, len(SHAPES), count - 1)] + [int(first_shape)]
     for shape_index in shapes:
         shape = SHAPES[shape_index]
         polygon = _polygon(rng, shape, height, width)
-        mask = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(mask, [polygon], 1)
-        image = np.where(mask[..., None] == 1, _texture(rng, shape, height, width), image)
+        x, y, w, h = cv2.boundingRect(polygon)
+        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+        mask = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        cv2.fillPoly(mask, [(polygon - (x0, y0)).astype(np.int32)], 1)
+        inside = mask == 1
+        image[y0:y1, x0:x1][inside] = _texture(rng, shape, y1 - y0, x1 - x0)[inside]
         cv2.fillPoly(label, [polygon], shape_index + 1)
         cv2.polylines(label, [polygon], True, IGNORE_LABEL, thickness=border)
     image = cv2.GaussianBlur(image, (3, 3), 0.7)
-    image = image + rng.normal(0.0, 4.0, image.shape)
+    image += 4.0 * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(image, 0, 255).astype(np.uint8), label
 
 
 def _color(rng, hue=None):
     hue = rng.uniform() if hue is None else (hue + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD)) % 1.0
-    return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.35, 1.0), rng.uniform(0.35, 1.0))) * 255.0
+    return np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.35, 1.0), rng.uniform(0.35, 1.0)), np.float32) * 255
 
 
 def _grid(height, width, rng):
@@ -138,7 +142,8 @@ def _grid(height, width, rng):
 
 
 def _mix(a, b, t):
-    return a * (1.0 - t[..., None]) + b * t[..., None]
+    t = t.astype(np.float32)[..., None]
+    return a * (1 - t) + b * t
 
 
 def _background(rng, height, width):
@@ -153,7 +158,7 @@ def _background(rng, height, width):
     if kind == 1:  # soft blotches
         cells = int(rng.integers(3, 7))
         small = np.stack([_color(rng) for _ in range(cells * cells)]).reshape(cells, cells, 3)
-        return cv2.resize(small.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
     u, _ = _grid(height, width, rng)  # wide soft stripes
     t = 0.5 + 0.5 * np.sin(2 * np.pi * u / rng.uniform(14, 28))
     return _mix(a, b, t)
@@ -168,16 +173,16 @@ def _texture(rng, shape, height, width):
         t = (u - u.min()) / max(float(u.max() - u.min()), 1.0)
         return a * (0.7 + 0.5 * t[..., None])
     if shape == "rectangle":  # fine hard stripes
-        t = (np.sin(2 * np.pi * u / rng.uniform(5, 9)) > 0).astype(np.float64)
+        t = (np.sin(2 * np.pi * u / rng.uniform(6, 10)) > 0)
     elif shape == "triangle":  # checks
-        cell = rng.uniform(3, 6)
-        t = ((np.floor(u / cell) + np.floor(v / cell)) % 2).astype(np.float64)
+        cell = rng.uniform(4, 7)
+        t = ((np.floor(u / cell) + np.floor(v / cell)) % 2)
     elif shape == "star":  # dots on a grid
-        step = rng.uniform(6, 9)
+        step = rng.uniform(7, 10)
         du, dv = (u % step) - step / 2, (v % step) - step / 2
-        t = (du * du + dv * dv < rng.uniform(1.5, 2.5) ** 2).astype(np.float64)
+        t = (du * du + dv * dv < rng.uniform(2.0, 3.0) ** 2)
     else:  # cross: speckle
-        t = rng.uniform(size=(height, width))
+        t = rng.random((height, width), np.float32)
     return _mix(a, b, t)
 
 
@@ -185,7 +190,7 @@ def _polygon(rng, shape, height, width):
     """int32 [N, 2] (x, y) vertices of a randomly placed, sized and rotated shape."""
     import cv2
 
-    r = rng.uniform(0.14, 0.32) * min(height, width)
+    r = rng.uniform(0.18, 0.38) * min(height, width)
     cx, cy = rng.uniform(0.5 * r, width - 0.5 * r), rng.uniform(0.5 * r, height - 0.5 * r)
     theta = rng.uniform(0, 2 * np.pi)
     if shape == "circle":

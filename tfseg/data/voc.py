@@ -104,18 +104,19 @@ def _train_aug(root, images, train_aug, name):
     if train_aug is False:
         return None
     labels_dir = root / "SegmentationClassAug"
+    lists = [root / p for p in TRAIN_AUG_LISTS if (root / p).is_file()]
+    if train_aug is None and not lists and not labels_dir.is_dir():
+        return None
+    require_dir(labels_dir, name, "SBD's train_aug label maps: single-channel PNGs of class ids")
     if train_aug is None or train_aug is True:
-        listing = next((root / p for p in TRAIN_AUG_LISTS if (root / p).is_file()), None)
-        if train_aug is None and listing is None and not labels_dir.is_dir():
-            return None
-        if listing is None:
+        if not lists:
             raise FileNotFoundError(
                 f"{name}: missing file {root / TRAIN_AUG_LISTS[0]} (expected SBD's train_aug list, "
                 f"also looked for {root / TRAIN_AUG_LISTS[1]})"
             )
+        listing = lists[0]
     else:
         listing = require_file(Path(train_aug), name, "SBD's train_aug list")
-    require_dir(labels_dir, name, "SBD's train_aug label maps: single-channel PNGs of class ids")
     pairs = []
     for fields in read_list(listing):
         if len(fields) == 1:
