@@ -4,6 +4,8 @@ TensorFlow prints "oneDNN custom operations are on" and the CPU-feature notice f
 its logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them. The standard-error file
 descriptor is pointed at /dev/null while TensorFlow and Keras load (Python exceptions still
 reach the user: they are raised after it is restored). ``TFSEG_SHOW_TF_STARTUP=1`` keeps them.
+``TF_CPP_MIN_LOG_LEVEL`` defaults to 2 (errors only) when tfseg is imported before TensorFlow;
+set it to 0 to see TensorFlow's info and warning lines.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def quiet_native_stderr():
 
 
 def import_tensorflow_quietly():
+    if "tensorflow" not in sys.modules:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_native_stderr():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
