@@ -198,10 +198,17 @@ def train(config=None, *, callbacks=(), **overrides):
         initial_epoch = start_step // run.steps_per_epoch
         epochs = initial_epoch + math.ceil((run.total_steps - start_step) / run.steps_per_epoch)
         started = time.time()
-        history = model.fit(
-            stream, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=run.steps_per_epoch,
-            callbacks=all_callbacks, shuffle=False, verbose=config.verbose if chief else 0,
-        )
+        if isinstance(run.strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras 3.15's fit() pre-builds the model by reducing a distributed batch eagerly, which
+            # MultiWorkerMirroredStrategy cannot do (keras-team/keras#20585). Without a recorded
+            # strategy Keras skips that step and uses the strategy of the scope fit() runs in.
+            model._distribute_strategy = None
+            _reduce_metrics_along_a_batch_axis(model)
+        with run.strategy.scope():
+            history = model.fit(
+                stream, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=run.steps_per_epoch,
+                callbacks=all_callbacks, shuffle=False, verbose=config.verbose if chief else 0,
+            )
         elapsed = time.time() - started
         if chief:
             _append_log(run.out_dir, {"from_step": start_step, "to_step": int(optimizer.iterations.numpy()),
@@ -217,6 +224,21 @@ def train(config=None, *, callbacks=(), **overrides):
             (run.out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
             print(result.table(), flush=True)
     return model, history
+
+
+def _reduce_metrics_along_a_batch_axis(model):
+    """Give the scalar logs of ``train_step`` a leading axis of 1.
+
+    Under MultiWorkerMirroredStrategy Keras reduces each log with ``reduce("MEAN", v, axis=0)``,
+    which fails on scalars (tensorflow/tensorflow#72388); with the axis the mean is the same number.
+    """
+    train_step = model.train_step
+
+    def step(data):
+        logs = train_step(data)
+        return {key: tf.reshape(value, [-1]) if value.shape.rank == 0 else value for key, value in logs.items()}
+
+    model.train_step = step
 
 
 def _append_log(out_dir, record):
