@@ -26,6 +26,16 @@ V3_BACKBONES = ("resnet50", "resnet101", "xception41", "xception65", "xception71
 V3PLUS_DEFAULTS = {
     "mobilenet_v2": {"atrous_rates": (), "decoder": False},
 }
+# The v3+ decoder's low-level feature per backbone: the stride-4 entry of the official
+# DECODER_END_POINTS (research/deeplab/core/feature_extractor.py), as the backbone endpoint key.
+DECODER_FEATURES = {
+    "resnet50": "conv2_block2_3_bn",  # resnet_v1_50: block1/unit_2/bottleneck_v1/conv3
+    "resnet101": "conv2_block2_3_bn",  # resnet_v1_101: block1/unit_2/bottleneck_v1/conv3
+    "xception41": "entry_flow_block2_unit1_sepconv2_pointwise_bn",  # entry_flow/block2/unit_1/.../separable_conv2_pointwise
+    "xception65": "entry_flow_block2_unit1_sepconv2_pointwise_bn",
+    "xception71": "entry_flow_block3_unit1_sepconv2_pointwise_bn",  # entry_flow/block3/unit_1/...
+    "mobilenet_v2": "block_2_depthwise_relu",  # layer_4/depthwise_output
+}
 ASPP_CHANNELS = 256
 DECODER_PROJECTION_CHANNELS = 48
 HEAD_BN_EPSILON = 1e-5
@@ -181,7 +191,9 @@ def decoder_v3plus(encoder, low_level, align_corners, separable):
 def deeplab_v3plus(num_classes, input_shape=(None, None, 3), *, backbone="xception65", output_stride=16,
                    atrous_rates=None, decoder=None, separable=True, multi_grid=None, backbone_weights=None,
                    include_preprocessing=True, dropout=0.1, align_corners=True):
-    """DeepLab v3+: the v3 encoder (separable ASPP) and a decoder on the backbone's stride-4 ``P2``.
+    """DeepLab v3+: the v3 encoder (separable ASPP) and a decoder on the stride-4 feature the official code uses.
+
+    The decoder's low-level feature is ``DECODER_FEATURES[backbone]``.
 
     ``atrous_rates``/``decoder`` default per backbone (``V3PLUS_DEFAULTS``): MobileNetV2 uses image
     pooling + 1x1 only and no decoder, as in the official model zoo.
@@ -199,6 +211,6 @@ def deeplab_v3plus(num_classes, input_shape=(None, None, 3), *, backbone="xcepti
     )
     x = aspp_v3(features["P5"], tuple(atrous_rates), separable=separable, align_corners=align_corners, dropout=dropout)
     if decoder:
-        x = decoder_v3plus(x, features["P2"], align_corners, separable)
+        x = decoder_v3plus(x, features[DECODER_FEATURES[backbone]], align_corners, separable)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
     return keras.Model(inputs, _upsample_to_input(logits, inputs, align_corners), name=f"deeplab_v3plus_{backbone}")
