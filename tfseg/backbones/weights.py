@@ -5,7 +5,8 @@ attribute ``layer_names``; one group per layer with attribute ``weight_names``; 
 legacy order trainable-then-non-trainable, e.g. BN gamma, beta, moving_mean, moving_variance).
 tfseg's backbones use keras.applications' layer names, so weights are assigned by exact layer
 name, every shape is checked, every tensor of the file must be used exactly once and every
-weighted layer of the backbone must receive weights (pitfall in ``docs/reference.md`` section 7).
+weighted layer of the backbone must receive weights (users of other zoos report weights loaded by
+name with silent shape mismatches).
 
 Hashes: keras.applications pins its files with the md5 values below (``file_hash`` arguments of
 ``keras.utils.get_file`` in ``keras/src/applications/vgg16.py`` and ``resnet.py``
@@ -203,7 +204,8 @@ def weights_file(
     elif not allow_unverified:
         raise WeightsHashError(
             f"{entry.file_name}: {entry.hash_source}. Pass file_hash=<sha256 of a copy you trust> "
-            "or allow_unverified=True to use it unverified."
+            "or allow_unverified=True to use it unverified (model builders: backbone_weights_hash=... or "
+            "allow_unverified_weights=True)."
         )
     path = default_cache_dir(cache_dir) / entry.file_name
 
