@@ -4,7 +4,11 @@ FCN, U-Net and DeepLab v1/v2/v3/v3+ as functional Keras builders, with metrics, 
 dense CRF built from standard TF ops.
 """
 
-import tfseg.layers  # noqa: F401  (registers the custom layers for keras.saving.load_model)
+# These imports register every custom Keras object (layers, initializer, backbone model, metrics,
+# losses), so keras.saving.load_model reads any tfseg .keras file after `import tfseg` alone.
+import tfseg.backbones  # noqa: F401
+import tfseg.layers  # noqa: F401
+from tfseg import losses, metrics  # noqa: F401
 from tfseg.registry import build_model, list_models, model_options  # noqa: F401
 
 __version__ = "0.1.0"
