@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -205,7 +206,12 @@ def test_cli_models_prints_the_table():
     assert rows[("unet", "mode=paper")][0] != ""
     assert rows[("deeplab_v1", "-")] == ["20,505,429", "8"]
     assert rows[("deeplab_v3plus", "backbone=xception65")][1] == "16"
+    assert rows[("deeplab_v3plus", "backbone=mobilenet_v2")] == ["2,146,645", "16"]
     assert len(rows) == len(tfseg.registry.MODEL_VARIANTS)
+    # The README's table is this command's output.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme_rows = [line for line in readme.splitlines() if line.startswith("| ") and line.count(" | ") == 3]
+    assert readme_rows[0] == lines[0] and readme_rows[1:len(lines)] == lines[1:]
 
 
 def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path, monkeypatch):
