@@ -98,7 +98,10 @@ def mixed_float16():
         keras.mixed_precision.set_global_policy("float32")
 
 
-@pytest.mark.parametrize("name,options,size", MIXED_PRECISION_CASES, ids=[c[0] + "-" + "-".join(map(str, c[1].values())) for c in MIXED_PRECISION_CASES])
+@pytest.mark.parametrize(
+    "name,options,size", MIXED_PRECISION_CASES,
+    ids=[c[0] + "-" + "-".join(map(str, c[1].values())) for c in MIXED_PRECISION_CASES],
+)
 def test_logits_are_float32_under_mixed_precision(mixed_float16, name, options, size):
     model = tfseg.build_model(name, 3, **options)
     float16_layers = [layer for layer in model.layers if layer.compute_dtype == "float16" and layer.weights]

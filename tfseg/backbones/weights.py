@@ -473,6 +473,7 @@ def load_imagenet_weights(
         variable.assign(value.astype(variable.dtype))
     if unused:
         logger.info(
-            "%s: layers %s of the file left unused on purpose: %s", path, unused, IMAGENET_WEIGHTS[table_key].optional_reason
+            "%s: layers %s of the file left unused on purpose: %s",
+            path, unused, IMAGENET_WEIGHTS[table_key].optional_reason,
         )
     return list(file_layers)

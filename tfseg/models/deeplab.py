@@ -35,7 +35,8 @@ V3_MULTI_GRID_DEFAULTS = {"resnet50": (1, 2, 4), "resnet101": (1, 2, 4)}
 DECODER_FEATURES = {
     "resnet50": "conv2_block2_3_bn",  # resnet_v1_50: block1/unit_2/bottleneck_v1/conv3
     "resnet101": "conv2_block2_3_bn",  # resnet_v1_101: block1/unit_2/bottleneck_v1/conv3
-    "xception41": "entry_flow_block2_unit1_sepconv2_pointwise_bn",  # entry_flow/block2/unit_1/.../separable_conv2_pointwise
+    # xception_41/65: entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise
+    "xception41": "entry_flow_block2_unit1_sepconv2_pointwise_bn",
     "xception65": "entry_flow_block2_unit1_sepconv2_pointwise_bn",
     "xception71": "entry_flow_block3_unit1_sepconv2_pointwise_bn",  # entry_flow/block3/unit_1/...
     "mobilenet_v2": "block_2_depthwise_relu",  # layer_4/depthwise_output
@@ -181,7 +182,8 @@ def deeplab_v3(num_classes, input_shape=(None, None, 3), *, backbone="resnet101"
     rates = _default_rates(output_stride) if atrous_rates is None else tuple(atrous_rates)
     weights = weight_options(backbone_weights, backbone_weights_hash, allow_unverified_weights)
     inputs, features = _inputs_and_backbone(
-        input_shape, backbone, output_stride, include_preprocessing, weights, **_v3_backbone_options(backbone, multi_grid)
+        input_shape, backbone, output_stride, include_preprocessing, weights,
+        **_v3_backbone_options(backbone, multi_grid),
     )
     x = aspp_v3(features["P5"], rates, separable=False, align_corners=align_corners, dropout=dropout)
     logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
@@ -223,7 +225,8 @@ def deeplab_v3plus(num_classes, input_shape=(None, None, 3), *, backbone="xcepti
         decoder = defaults.get("decoder", True)
     weights = weight_options(backbone_weights, backbone_weights_hash, allow_unverified_weights)
     inputs, features = _inputs_and_backbone(
-        input_shape, backbone, output_stride, include_preprocessing, weights, **_v3_backbone_options(backbone, multi_grid)
+        input_shape, backbone, output_stride, include_preprocessing, weights,
+        **_v3_backbone_options(backbone, multi_grid),
     )
     x = aspp_v3(features["P5"], tuple(atrous_rates), separable=separable, align_corners=align_corners, dropout=dropout)
     if decoder:
