@@ -60,17 +60,42 @@ EXPECTED_STRIDES = {
 }
 
 
+# ResNet also exposes the official DeepLab stride-4 feature block1/unit_2/bottleneck_v1/conv3.
+EXTRA_STRIDES = {"vgg16": {}, "resnet50": {"conv2_block2_3_bn": 4}}
+
+
 @pytest.mark.parametrize("name", ["vgg16", "resnet50"])
 @pytest.mark.parametrize("output_stride", [8, 16, 32])
 def test_endpoint_strides(name, output_stride):
     model = build_backbone(name, (None, None, 3), output_stride=output_stride)
-    assert feature_strides(model) == EXPECTED_STRIDES[output_stride]
+    assert feature_strides(model) == {**EXPECTED_STRIDES[output_stride], **EXTRA_STRIDES[name]}
     for height, width in [(97, 131), (64, 64)]:
         features = model(np.zeros((1, height, width, 3), "float32"))
         for info in model.feature_info:
             assert features[info.name].shape[1:] == (
                 math.ceil(height / info.stride), math.ceil(width / info.stride), info.channels
             ), (name, output_stride, info)
+
+
+def test_resnet_stride4_feature_is_unit2_residual_branch_before_the_add():
+    """Official DeepLab decoder feature block1/unit_2/bottleneck_v1/conv3: conv + BN, no add, no ReLU.
+
+    slim's ResNet v1 strides at the end of block1 (unit_3), keras' at the start of conv3_block1, so
+    both have the same second unit: keras' conv2_block2. Checked against a tap on keras.applications.
+    """
+    rng = np.random.default_rng(2)
+    reference = keras.applications.ResNet50(include_top=False, weights=None, input_shape=(65, 97, 3))
+    randomise_batch_norm(reference, rng)
+    ours = build_backbone("resnet50", (65, 97, 3), output_stride=16)
+    copy_weights_by_name(reference, ours)
+    key = "conv2_block2_3_bn"
+    assert {info.name: (info.stride, info.channels) for info in ours.feature_info}[key] == (4, 256)
+    assert ours.output[key]._keras_history.operation.name == key
+    tap = keras.Model(reference.input, reference.get_layer(key).output)
+    x = rng.uniform(-100, 100, (1, 65, 97, 3)).astype("float32")
+    want = np.asarray(tap(x))
+    assert want.shape == (1, 17, 25, 256) and (want < 0).any()  # before the ReLU
+    np.testing.assert_allclose(np.asarray(ours(x)[key]), want, rtol=1e-4, atol=1e-3)
 
 
 def test_resnet_multi_grid_rates():

@@ -29,7 +29,16 @@ EXPECTED_CHANNELS = {
     "xception65": {"P1": 64, "P2": 256, "P3": 256, "P4": 728, "P5": 2048},
     # Xception-71's last stride-8 block output is entry_flow_block4 (728 channels).
     "xception71": {"P1": 64, "P2": 256, "P3": 728, "P4": 728, "P5": 2048},
-    "mobilenet_v2": {"P1": 16, "P2": 24, "P3": 32, "P4": 96, "P5": 1280},
+    # DeepLab's MobileNetV2 ends at layer_18 (block_16, 320 channels), not at keras' 1280-channel Conv_1.
+    "mobilenet_v2": {"P1": 16, "P2": 24, "P3": 32, "P4": 96, "P5": 320},
+}
+# The official DeepLab stride-4 feature (feature_extractor.py DECODER_END_POINTS[4]), keyed by the
+# tfseg layer it is the output of: (official name, stride, channels).
+OFFICIAL_STRIDE4_FEATURES = {
+    "xception41": ("entry_flow_block2_unit1_sepconv2_pointwise_bn", 4, 256),
+    "xception65": ("entry_flow_block2_unit1_sepconv2_pointwise_bn", 4, 256),
+    "xception71": ("entry_flow_block3_unit1_sepconv2_pointwise_bn", 4, 256),
+    "mobilenet_v2": ("block_2_depthwise_relu", 4, 144),
 }
 
 # Parameter counts (weights + BN gamma/beta/moving statistics, no biases), derived by hand.
@@ -68,15 +77,26 @@ def _forward(model, height, width, seed=0):
 @pytest.mark.parametrize("family", list(BUILDERS))
 def test_endpoint_sizes_match_recorded_strides(family, output_stride):
     model = built(family, output_stride)
-    assert feature_strides(model) == EXPECTED_STRIDES[output_stride]
-    assert {info.name: info.channels for info in model.feature_info} == EXPECTED_CHANNELS[family]
+    extra, extra_stride, extra_channels = OFFICIAL_STRIDE4_FEATURES[family]
+    assert feature_strides(model) == {**EXPECTED_STRIDES[output_stride], extra: extra_stride}
+    assert {info.name: info.channels for info in model.feature_info} == {
+        **EXPECTED_CHANNELS[family], extra: extra_channels
+    }
     for height, width in [(97, 131), (128, 128)]:
         outputs = _forward(model, height, width)
-        assert set(outputs) == {"P1", "P2", "P3", "P4", "P5"}
+        assert set(outputs) == {"P1", "P2", "P3", "P4", "P5", extra}
         for info in model.feature_info:
             expected = (1, math.ceil(height / info.stride), math.ceil(width / info.stride), info.channels)
             assert outputs[info.name].shape == expected, (family, output_stride, info, (height, width))
             assert np.all(np.isfinite(outputs[info.name]))
+
+
+@pytest.mark.parametrize("family", list(BUILDERS))
+def test_official_stride4_feature_is_keyed_by_the_layer_it_comes_from(family):
+    key = OFFICIAL_STRIDE4_FEATURES[family][0]
+    model = built(family, 16)
+    assert model.output[key]._keras_history.operation.name == key
+    assert model.get_layer(key).name == key
 
 
 def test_xception65_symbolic_shapes_at_513():
@@ -84,6 +104,7 @@ def test_xception65_symbolic_shapes_at_513():
     outputs = model(keras.KerasTensor((1, 513, 513, 3)))
     assert {key: tuple(value.shape[1:3]) for key, value in outputs.items()} == {
         "P1": (257, 257), "P2": (129, 129), "P3": (65, 65), "P4": (33, 33), "P5": (33, 33),
+        "entry_flow_block2_unit1_sepconv2_pointwise_bn": (129, 129),
     }
 
 
@@ -165,9 +186,14 @@ def _weight_signature(model):
 @pytest.mark.parametrize("alpha", [1.0, 0.35])
 def test_mobilenet_v2_matches_keras_applications(alpha):
     reference = keras.applications.MobileNetV2(include_top=False, weights=None, alpha=alpha, input_shape=(224, 224, 3))
+    with_last_conv = mobilenet_v2((224, 224, 3), output_stride=32, alpha=alpha, include_last_conv=True)
+    assert with_last_conv.count_params() == reference.count_params()
+    assert _weight_signature(with_last_conv) == _weight_signature(reference)
+    # The default (DeepLab's layer_18) is keras' model without Conv_1 / Conv_1_bn and nothing else.
     ours = mobilenet_v2((224, 224, 3), output_stride=32, alpha=alpha)
-    assert ours.count_params() == reference.count_params()
-    assert _weight_signature(ours) == _weight_signature(reference)
+    last_conv = {sig for sig in _weight_signature(reference) if sig[0] in ("Conv_1", "Conv_1_bn")}
+    assert len(last_conv) == 2
+    assert _weight_signature(ours) == _weight_signature(reference) - last_conv
 
 
 def _randomize_batch_norm(model, seed=0):
@@ -187,10 +213,10 @@ def _randomize_batch_norm(model, seed=0):
 def test_mobilenet_v2_keras_weights_reproduce_keras_outputs(alpha):
     # keras pads stride-2 convs by the parity of the static size (correct_pad), which equals our
     # TF 'SAME' at every fixed size: even sides (224) pad (0, 1), odd sides (97, 131) pad (1, 1).
-    ours = mobilenet_v2(output_stride=32, alpha=alpha)  # (None, None, 3): SAME decided per input
+    ours = mobilenet_v2(output_stride=32, alpha=alpha, include_last_conv=True)  # (None, None, 3): SAME per input
     endpoint_layers = {
         "P1": "expanded_conv_project_BN", "P2": "block_2_add", "P3": "block_5_add", "P4": "block_12_add",
-        "P5": "out_relu",
+        "P5": "out_relu", "block_2_depthwise_relu": "block_2_depthwise_relu",
     }
     reference = None
     for height, width in [(224, 224), (97, 131)]:
@@ -225,15 +251,40 @@ def test_mobilenet_v2_dilation_follows_output_stride():
     assert tuple(_layer_config(model, "block_13_depthwise")["dilation_rate"]) == (2, 2)
     assert tuple(_layer_config(model, "block_16_depthwise")["dilation_rate"]) == (4, 4)
     names = {layer.name for layer in model.layers}
-    assert {"Conv1", "bn_Conv1", "expanded_conv_depthwise", "block_16_project_BN", "Conv_1_bn", "out_relu"} <= names
+    assert {"Conv1", "bn_Conv1", "expanded_conv_depthwise", "block_16_project_BN"} <= names
+    assert not {"Conv_1", "Conv_1_bn", "out_relu"} & names
+
+
+def test_mobilenet_v2_ends_at_layer_18_unless_the_last_conv_is_asked_for():
+    """Official DeepLab: mobilenet_base(final_endpoint='layer_18'), the last inverted residual."""
+    model = built("mobilenet_v2", 16)
+    assert model.output["P5"]._keras_history.operation.name == "block_16_project_BN"
+    assert model.layers[-1].name == "block_16_project_BN"
+    top = mobilenet_v2(output_stride=16, include_last_conv=True)
+    assert top.output["P5"]._keras_history.operation.name == "out_relu"
+    assert top.get_layer("Conv_1").kernel.shape == (1, 1, 320, 1280)
+    # Conv_1 (320*1280) and Conv_1_bn (4*1280) are all the difference.
+    assert top.count_params() - model.count_params() == 320 * 1280 + 4 * 1280
+
+
+def test_mobilenet_v2_stride4_feature_is_the_third_blocks_depthwise_output():
+    """slim layer_4/depthwise_output: expanded_conv_2's depthwise conv after BN and ReLU6."""
+    model = built("mobilenet_v2", 8)
+    tap = model.output["block_2_depthwise_relu"]._keras_history.operation
+    assert tap.name == "block_2_depthwise_relu" and isinstance(tap, keras.layers.ReLU) and tap.max_value == 6.0
+    assert model.get_layer("block_2_depthwise").kernel.shape == (3, 3, 144, 1)
+    out = model(np.random.default_rng(0).uniform(-1, 1, (1, 65, 97, 3)).astype("float32"), training=False)
+    assert out["block_2_depthwise_relu"].shape == (1, 17, 25, 144)
+    assert float(keras.ops.max(out["block_2_depthwise_relu"])) <= 6.0
 
 
 def test_mobilenet_v2_alpha_channels():
     model = mobilenet_v2(alpha=0.35)
     assert {info.name: info.channels for info in model.feature_info} == {
-        "P1": 8, "P2": 8, "P3": 16, "P4": 32, "P5": 1280,
+        "P1": 8, "P2": 8, "block_2_depthwise_relu": 48, "P3": 16, "P4": 32, "P5": 112,
     }
-    assert mobilenet_v2(alpha=1.4).feature_info[-1].channels == 1792
+    assert mobilenet_v2(alpha=0.35, include_last_conv=True).feature_info[-1].channels == 1280
+    assert mobilenet_v2(alpha=1.4, include_last_conv=True).feature_info[-1].channels == 1792
 
 
 def test_invalid_output_stride_is_rejected():

@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -45,6 +46,8 @@ def test_fcn_fc_layers_reproduce_the_vgg16_classifier():
         ("unet", {"mode": "paper", "include_preprocessing": False}, 1, 31_030_658, 0),
         ("deeplab_v1", {}, 3, 20.5e6, 0.01),
         ("deeplab_v3plus", {"backbone": "xception65"}, 3, 41.26e6, 0.005),
+        # Official DeepLab MobileNetV2 ends at layer_18 (320 channels); image pooling + 1x1, no decoder.
+        ("deeplab_v3plus", {"backbone": "mobilenet_v2"}, 3, 2_146_645, 0),
     ],
 )
 def test_published_parameter_counts(name, options, input_channels, expected, tolerance):
@@ -84,6 +87,46 @@ def test_logits_have_the_input_size(name, options):
         logits = model.predict(image, verbose=0)
         assert logits.shape == (1, height, width, 5)
         assert np.isfinite(logits).all()
+
+
+# The official DECODER_END_POINTS[4] (research/deeplab/core/feature_extractor.py) per backbone,
+# the tfseg layer it corresponds to, and its channels.
+OFFICIAL_DECODER_FEATURES = {
+    "resnet50": ("block1/unit_2/bottleneck_v1/conv3", "conv2_block2_3_bn", 256),
+    "resnet101": ("block1/unit_2/bottleneck_v1/conv3", "conv2_block2_3_bn", 256),
+    "xception41": ("entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
+                   "entry_flow_block2_unit1_sepconv2_pointwise_bn", 256),
+    "xception65": ("entry_flow/block2/unit_1/xception_module/separable_conv2_pointwise",
+                   "entry_flow_block2_unit1_sepconv2_pointwise_bn", 256),
+    "xception71": ("entry_flow/block3/unit_1/xception_module/separable_conv2_pointwise",
+                   "entry_flow_block3_unit1_sepconv2_pointwise_bn", 256),
+    "mobilenet_v2": ("layer_4/depthwise_output", "block_2_depthwise_relu", 144),
+}
+
+
+def test_decoder_feature_table_follows_the_official_end_points():
+    from tfseg.models.deeplab import DECODER_FEATURES, V3_BACKBONES
+
+    assert set(DECODER_FEATURES) == set(V3_BACKBONES)
+    assert DECODER_FEATURES == {name: layer for name, (_, layer, _) in OFFICIAL_DECODER_FEATURES.items()}
+
+
+# resnet101 and xception65 share their siblings' endpoint (checked above); built here at full width.
+@pytest.mark.parametrize("backbone", ["resnet50", "xception41", "xception71", "mobilenet_v2"])
+def test_v3plus_decoder_projects_the_official_low_level_feature(backbone):
+    _, layer_name, channels = OFFICIAL_DECODER_FEATURES[backbone]
+    model = tfseg.build_model("deeplab_v3plus", 3, (65, 97, 3), backbone=backbone, decoder=True)
+    backbone_model = model.get_layer(backbone)
+    assert {i.name: (i.stride, i.channels) for i in backbone_model.feature_info}[layer_name] == (4, channels)
+    assert backbone_model.output[layer_name]._keras_history.operation.name == layer_name
+    projection = model.get_layer("feature_projection0")
+    assert projection.kernel.shape == (1, 1, channels, 48)
+    image = np.random.default_rng(0).uniform(0, 255, (1, 65, 97, 3)).astype("float32")
+    projected_input = keras.Model(model.input, projection.input)(image)
+    preprocessed = keras.Model(model.input, model.get_layer("preprocessing").output)(image)
+    expected = backbone_model(preprocessed)[layer_name]
+    assert projected_input.shape == (1, 17, 25, channels)
+    np.testing.assert_array_equal(np.asarray(projected_input), np.asarray(expected))
 
 
 @pytest.mark.parametrize("size", [572, 513, 189])
@@ -163,7 +206,12 @@ def test_cli_models_prints_the_table():
     assert rows[("unet", "mode=paper")][0] != ""
     assert rows[("deeplab_v1", "-")] == ["20,505,429", "8"]
     assert rows[("deeplab_v3plus", "backbone=xception65")][1] == "16"
+    assert rows[("deeplab_v3plus", "backbone=mobilenet_v2")] == ["2,146,645", "16"]
     assert len(rows) == len(tfseg.registry.MODEL_VARIANTS)
+    # The README's table is this command's output.
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme_rows = [line for line in readme.splitlines() if line.startswith("| ") and line.count(" | ") == 3]
+    assert readme_rows[0] == lines[0] and readme_rows[1:len(lines)] == lines[1:]
 
 
 def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path, monkeypatch):

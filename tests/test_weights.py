@@ -274,15 +274,44 @@ def test_tfseg_vgg16_features_equal_keras_applications(vgg_file):
     assert_endpoints_match(backbone, reference, {f"P{i}": f"block{i}_pool" for i in range(1, 6)}, x)
 
 
-def test_tfseg_mobilenet_v2_features_equal_keras_applications(mobilenet_file):
+def test_tfseg_mobilenet_v2_features_equal_keras_applications(mobilenet_file, caplog):
+    """DeepLab's MobileNetV2 (to layer_18) loads the keras file, Conv_1 left unused and logged as such."""
     mobilenet_v2 = _tfseg_builder("mobilenet_v2", "mobilenet_v2")
     backbone = mobilenet_v2(MOBILENET_SHAPE, alpha=MOBILENET_ALPHA)
-    W.load_imagenet_weights(backbone, mobilenet_file[0])
+    with caplog.at_level("INFO", logger="tfseg.backbones.weights"):
+        loaded = W.load_imagenet_weights(backbone, mobilenet_file[0])
+    assert "Conv_1" not in loaded and "Conv_1_bn" not in loaded and "block_16_project_BN" in loaded
+    assert "['Conv_1', 'Conv_1_bn'] of the file left unused on purpose" in caplog.text
+    assert "layer_18" in caplog.text
     reference = keras_mobilenet_v2()
     reference.load_weights(str(mobilenet_file[0]))
     x = images(MOBILENET_SHAPE, seed=4)
-    endpoints = {"P2": "block_2_add", "P3": "block_5_add", "P4": "block_12_add", "P5": "out_relu"}
+    endpoints = {
+        "P2": "block_2_add", "P3": "block_5_add", "P4": "block_12_add", "P5": "block_16_project_BN",
+        "block_2_depthwise_relu": "block_2_depthwise_relu",
+    }
     assert_endpoints_match(backbone, reference, endpoints, x)
+
+    with_last_conv = mobilenet_v2(MOBILENET_SHAPE, alpha=MOBILENET_ALPHA, include_last_conv=True)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="tfseg.backbones.weights"):
+        loaded = W.load_imagenet_weights(with_last_conv, mobilenet_file[0])
+    assert {"Conv_1", "Conv_1_bn"} <= set(loaded) and "unused" not in caplog.text
+    assert_endpoints_match(with_last_conv, reference, {"P5": "out_relu"}, x)
+
+
+def test_only_the_declared_top_may_stay_unused(tmp_path, mobilenet_file):
+    """Conv_1/Conv_1_bn are optional as a pair for MobileNetV2 only; any other extra layer still fails."""
+    mobilenet_v2 = _tfseg_builder("mobilenet_v2", "mobilenet_v2")
+    layers = W.read_legacy_h5_weights(mobilenet_file[0])
+    extra = dict(layers, Conv_2=[("Conv_2/kernel:0", np.zeros((1, 1, 4, 4), "float32"))])
+    with pytest.raises(W.WeightsMismatchError, match="layer 'Conv_2' of the file is not in the model"):
+        W.load_imagenet_weights(mobilenet_v2(MOBILENET_SHAPE, alpha=MOBILENET_ALPHA), write_h5(tmp_path / "x.h5", extra))
+    # Not declared for another backbone's table entry: the same file refuses to load as 'vgg16'.
+    with pytest.raises(W.WeightsMismatchError, match="layer 'Conv_1' of the file is not in the model"):
+        W.load_imagenet_weights(
+            mobilenet_v2(MOBILENET_SHAPE, alpha=MOBILENET_ALPHA, name="other"), mobilenet_file[0], backbone="vgg16"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,12 @@ from tfseg._startup import import_tensorflow_quietly
 
 import_tensorflow_quietly()
 
-import tfseg.layers  # noqa: E402, F401  (registers the custom layers for keras.saving.load_model)
+# These imports register every custom Keras object (layers, initializer, backbone model, metrics,
+# losses, schedules), so keras.saving.load_model reads any tfseg .keras file after `import tfseg` alone.
+import tfseg.backbones  # noqa: E402, F401
+import tfseg.layers  # noqa: E402, F401
+import tfseg.training.schedules  # noqa: E402, F401
+from tfseg import losses, metrics  # noqa: E402, F401
 from tfseg.registry import build_model, list_models, model_options  # noqa: E402, F401
 
 __version__ = "0.1.0"

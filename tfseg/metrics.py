@@ -1,8 +1,8 @@
 """Segmentation scores from a streaming confusion matrix.
 
 The four scores are those of Long, Shelhamer & Darrell, "Fully Convolutional Networks for Semantic
-Segmentation" (CVPR 2015, section 5), restated in ``docs/reference.md`` section 5. With
-``n_ij`` the number of pixels of true class ``i`` predicted as class ``j`` and ``t_i = sum_j n_ij``:
+Segmentation" (CVPR 2015, section 5). With ``n_ij`` the number of pixels of true class ``i``
+predicted as class ``j`` and ``t_i = sum_j n_ij``:
 
 - pixel accuracy          ``sum_i n_ii / sum_i t_i``
 - mean accuracy           ``(1/n_cl) sum_i n_ii / t_i``

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import numbers
 
 MODELS = {
     "fcn32s": "tfseg.models.fcn:fcn32s",
@@ -54,12 +55,18 @@ def build_model(name, num_classes, input_shape=(None, None, 3), **options):
             f"{name}: unknown option(s) {unknown}; valid options: "
             + ", ".join(f"{k}={v!r}" for k, v in valid.items())
         )
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if not isinstance(num_classes, numbers.Integral) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}")
-    return builder(num_classes, input_shape, **options)
+    input_shape = tuple(None if side is None else _positive_int(side, "input_shape", input_shape) for side in input_shape)
+    if len(input_shape) != 3 or input_shape[2] is None:
+        raise ValueError(f"input_shape must be (height, width, channels) with known channels, got {input_shape!r}")
+    return builder(int(num_classes), input_shape, **options)
+
+
+def _positive_int(value, argument, whole):
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{argument}={whole!r}: every size must be a positive int or None, got {value!r}")
+    return int(value)
 
 
 # The configurations listed by `tfseg models` and in the README: (name, options) as data.

@@ -41,12 +41,27 @@ def backbone_spec(name):
     return BACKBONES[name]
 
 
-def build_backbone(name, input_shape=(None, None, 3), *, output_stride=32, weights=None, **options):
+def weight_options(weights=None, weights_hash=None, allow_unverified_weights=False):
+    """``build_backbone``'s weight keywords as a dict: what the model builders' ``backbone_weights``,
+    ``backbone_weights_hash`` and ``allow_unverified_weights`` options become."""
+    return {"weights": weights, "weights_hash": weights_hash, "allow_unverified_weights": allow_unverified_weights}
+
+
+def build_backbone(name, input_shape=(None, None, 3), *, output_stride=32, weights=None, weights_hash=None,
+                   allow_unverified_weights=False, **options):
     """Build backbone ``name`` and optionally load ImageNet weights.
 
     ``weights``: None (random), ``"imagenet"`` (the keras.applications file, hash-verified) or a
-    path to a Keras HDF5 weight file with keras.applications layer names.
+    path to a Keras HDF5 weight file with keras.applications layer names. ``weights_hash`` (sha256
+    or md5 hex) pins the file; it is required for MobileNetV2, whose file Keras publishes no hash
+    for, unless ``allow_unverified_weights=True`` accepts it unverified (with a warning giving its
+    sha256). The model builders pass them as ``backbone_weights_hash`` / ``allow_unverified_weights``.
     """
+    if weights is None and (weights_hash is not None or allow_unverified_weights):
+        raise ValueError(
+            "weights_hash / allow_unverified_weights (backbone_weights_hash / allow_unverified_weights of the "
+            "model builders) only apply when weights are loaded; pass weights='imagenet' or a file"
+        )
     spec = backbone_spec(name)
     module, function = spec.builder.split(":")
     model = getattr(importlib.import_module(module), function)(input_shape, output_stride=output_stride, **options)
@@ -58,5 +73,7 @@ def build_backbone(name, input_shape=(None, None, 3), *, output_stride=32, weigh
             )
         from tfseg.backbones.weights import load_imagenet_weights
 
-        load_imagenet_weights(model, weights, backbone=name)
+        load_imagenet_weights(
+            model, weights, backbone=name, file_hash=weights_hash, allow_unverified=allow_unverified_weights
+        )
     return model

@@ -52,14 +52,28 @@ class DilationSchedule:
         return stride, self.rate
 
 
+@keras.saving.register_keras_serializable(package="tfseg")
+class Backbone(keras.Model):
+    """A functional dict-output model that keeps its ``feature_info`` through ``get_config``, so the
+    strides survive saving to ``.keras`` and loading back (``import tfseg`` registers the class)."""
+
+    def __init__(self, *args, feature_info=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.feature_info = tuple(
+            info if isinstance(info, FeatureInfo) else FeatureInfo(**info) for info in feature_info
+        )
+
+    def get_config(self):
+        return {**super().get_config(), "feature_info": [dataclasses.asdict(info) for info in self.feature_info]}
+
+
 def backbone_model(inputs, endpoints, name):
-    """Wrap ``{key: (tensor, stride)}`` into a dict-output model with ``feature_info``."""
+    """Wrap ``{key: (tensor, stride)}`` into a dict-output :class:`Backbone` with ``feature_info``."""
     outputs = {key: tensor for key, (tensor, _) in endpoints.items()}
-    model = keras.Model(inputs, outputs, name=name)
-    model.feature_info = tuple(
+    feature_info = tuple(
         FeatureInfo(key, int(stride), int(tensor.shape[-1])) for key, (tensor, stride) in endpoints.items()
     )
-    return model
+    return Backbone(inputs, outputs, name=name, feature_info=feature_info)
 
 
 def feature_strides(backbone):

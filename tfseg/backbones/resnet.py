@@ -6,6 +6,11 @@ name. ``output_stride`` 8/16 keeps conv4/conv5 at stride 1 and dilates their 3x3
 of a de-strided stage runs at that stage's rate, as in the official DeepLab ResNet (where the
 stride sits at the end of the previous block). ``multi_grid`` (DeepLab v3, Chen et al. 2017,
 arXiv 1706.05587) multiplies the rates of the last stage's units, e.g. (1, 2, 4).
+
+Endpoints: ``P1`` conv1 .. ``P5`` conv5 outputs, plus ``conv2_block2_3_bn``, the second unit's
+residual branch before the addition (the official DeepLab ``block1/unit_2/bottleneck_v1/conv3``,
+stride 4, 256 channels; slim strides at the end of its block1, so its unit_2 is keras' conv2_block2),
+keyed by its layer name.
 """
 
 from __future__ import annotations
@@ -17,10 +22,14 @@ from tfseg.backbones.common import DilationSchedule, backbone_model, check_outpu
 RESNET_DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 STAGE_FILTERS = (64, 128, 256, 512)
 BN_EPSILON = 1.001e-5
+LOW_LEVEL_ENDPOINT = "conv2_block2_3_bn"
 
 
 def bottleneck(x, filters, name, stride=1, rate=1, conv_shortcut=False):
-    """keras.applications' ``block1``: 1x1 (strided) -> 3x3 (dilated) -> 1x1 x4, plus shortcut."""
+    """keras.applications' ``block1``: 1x1 (strided) -> 3x3 (dilated) -> 1x1 x4, plus shortcut.
+
+    Returns ``(output, residual branch before the addition)``.
+    """
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=f"{name}_0_conv")(x)
         shortcut = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_0_bn")(shortcut)
@@ -33,13 +42,13 @@ def bottleneck(x, filters, name, stride=1, rate=1, conv_shortcut=False):
     x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_2_bn")(x)
     x = keras.layers.Activation("relu", name=f"{name}_2_relu")(x)
     x = keras.layers.Conv2D(4 * filters, 1, name=f"{name}_3_conv")(x)
-    x = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_3_bn")(x)
-    x = keras.layers.Add(name=f"{name}_add")([shortcut, x])
-    return keras.layers.Activation("relu", name=f"{name}_out")(x)
+    residual = keras.layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_3_bn")(x)
+    x = keras.layers.Add(name=f"{name}_add")([shortcut, residual])
+    return keras.layers.Activation("relu", name=f"{name}_out")(x), residual
 
 
 def resnet_v1(depth, input_shape=(None, None, 3), *, output_stride=32, multi_grid=None, name=None):
-    """Build ResNet-50/101 v1; endpoints ``P1`` (conv1) .. ``P5`` (conv5)."""
+    """Build ResNet-50/101 v1; endpoints ``P1`` (conv1) .. ``P5`` (conv5) and ``conv2_block2_3_bn``."""
     key = f"resnet{depth}"
     if key not in RESNET_DEPTHS:
         raise ValueError(f"ResNet depth {depth!r}; valid: {[int(k[6:]) for k in RESNET_DEPTHS]}")
@@ -65,14 +74,17 @@ def resnet_v1(depth, input_shape=(None, None, 3), *, output_stride=32, multi_gri
         stride = 1 if stage == 2 else schedule.step(2)[0]
         grid = multi_grid if (stage == 5 and multi_grid is not None) else (1,) * units
         for unit in range(units):
-            x = bottleneck(
+            unit_name = f"conv{stage}_block{unit + 1}"
+            x, residual = bottleneck(
                 x,
                 filters,
-                name=f"conv{stage}_block{unit + 1}",
+                name=unit_name,
                 stride=stride if unit == 0 else 1,
                 rate=schedule.rate * grid[unit],
                 conv_shortcut=unit == 0,
             )
+            if f"{unit_name}_3_bn" == LOW_LEVEL_ENDPOINT:
+                endpoints[LOW_LEVEL_ENDPOINT] = (residual, schedule.current_stride)
         endpoints[f"P{stage}"] = (x, schedule.current_stride)
     return backbone_model(inputs, endpoints, name)
 

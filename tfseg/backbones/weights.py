@@ -5,7 +5,8 @@ attribute ``layer_names``; one group per layer with attribute ``weight_names``; 
 legacy order trainable-then-non-trainable, e.g. BN gamma, beta, moving_mean, moving_variance).
 tfseg's backbones use keras.applications' layer names, so weights are assigned by exact layer
 name, every shape is checked, every tensor of the file must be used exactly once and every
-weighted layer of the backbone must receive weights (pitfall in ``docs/reference.md`` section 7).
+weighted layer of the backbone must receive weights (users of other zoos report weights loaded by
+name with silent shape mismatches).
 
 Hashes: keras.applications pins its files with the md5 values below (``file_hash`` arguments of
 ``keras.utils.get_file`` in ``keras/src/applications/vgg16.py`` and ``resnet.py``
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import socket
@@ -34,6 +36,7 @@ CACHE_ENV_VAR = "TFSEG_CACHE_DIR"
 DEFAULT_TIMEOUT_S = 10.0
 MAX_PROBLEMS_LISTED = 60
 _KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +49,10 @@ class WeightsFile:
     hash_algorithm: str | None
     hash_source: str
     description: str
+    # Layers of the file that a tfseg backbone may lack on purpose, with the reason; loading leaves
+    # them unused (and logs it) only when the model has none of them.
+    optional_layers: tuple[str, ...] = ()
+    optional_reason: str = ""
 
 
 IMAGENET_WEIGHTS = {
@@ -88,6 +95,11 @@ IMAGENET_WEIGHTS = {
         hash_algorithm=None,
         hash_source="none published: keras/src/applications/mobilenet_v2.py calls get_file without file_hash",
         description="MobileNetV2 alpha 1.0, 224, ImageNet, no top",
+        optional_layers=("Conv_1", "Conv_1_bn"),
+        optional_reason=(
+            "keras' last 1x1 conv to 1280 channels (slim layer_19): the official DeepLab MobileNetV2 ends at "
+            "layer_18, and so does tfseg's unless built with include_last_conv=True"
+        ),
     ),
 }
 
@@ -192,7 +204,8 @@ def weights_file(
     elif not allow_unverified:
         raise WeightsHashError(
             f"{entry.file_name}: {entry.hash_source}. Pass file_hash=<sha256 of a copy you trust> "
-            "or allow_unverified=True to use it unverified."
+            "or allow_unverified=True to use it unverified (model builders: backbone_weights_hash=... or "
+            "allow_unverified_weights=True)."
         )
     path = default_cache_dir(cache_dir) / entry.file_name
 
@@ -371,7 +384,13 @@ def load_imagenet_weights(
     weighted layers of the backbone left without weights. The backbone is the innermost
     (nested) model holding all the file's layers; when the backbone's layers sit directly in a
     bigger model, pass the backbone model itself or ``require_all=False``.
+
+    The table's ``optional_layers`` of ``backbone`` (e.g. MobileNetV2's ``Conv_1`` top, which
+    DeepLab's MobileNetV2 does not have) are left unused when the model has none of them; that is
+    logged (logger ``tfseg.backbones.weights``, INFO) and they are not in the returned list.
     """
+    table_key = source if source in IMAGENET_WEIGHTS else (backbone or model.name)
+    optional_layers = IMAGENET_WEIGHTS[table_key].optional_layers if table_key in IMAGENET_WEIGHTS else ()
     if source == "imagenet" or source in IMAGENET_WEIGHTS:
         name = source if source in IMAGENET_WEIGHTS else (backbone or model.name)
         if name not in IMAGENET_WEIGHTS:
@@ -395,6 +414,11 @@ def load_imagenet_weights(
         if layer.name in model_layers:
             duplicated.add(layer.name)
         model_layers[layer.name] = layer
+
+    unused = []
+    if optional_layers and not set(optional_layers) & set(model_layers):
+        unused = [name for name in file_layers if name in optional_layers]
+        file_layers = {name: tensors for name, tensors in file_layers.items() if name not in unused}
 
     problems = []
     assignments = []
@@ -447,4 +471,9 @@ def load_imagenet_weights(
         )
     for variable, value in assignments:
         variable.assign(value.astype(variable.dtype))
+    if unused:
+        logger.info(
+            "%s: layers %s of the file left unused on purpose: %s",
+            path, unused, IMAGENET_WEIGHTS[table_key].optional_reason,
+        )
     return list(file_layers)

@@ -21,10 +21,12 @@ Layer names mirror the official checkpoint scopes with ``/`` flattened to ``_``,
 -> ``entry_flow_block1_unit1_sepconv1_depthwise_bn``; ``.../shortcut`` -> ``..._shortcut``;
 ``entry_flow/conv1_1`` -> ``entry_flow_conv1_1`` (+ ``_bn``).
 
-Endpoints: ``P1`` root output (64 ch), ``P2`` the decoder's low-level feature (the second
-separable conv of the unit that strides 4 -> 8, as the official ``DECODER_END_POINTS``; 256 ch),
-``P3`` the last block output at nominal stride 8, ``P4`` the middle-flow output (728 ch), ``P5``
-the exit-flow output (2048 ch).
+Endpoints: ``P1`` root output (64 ch), ``P2`` the last stride-4 feature (the second separable
+conv's BN output of the unit that strides 4 -> 8; 256 ch), ``P3`` the last block output at nominal
+stride 8, ``P4`` the middle-flow output (728 ch), ``P5`` the exit-flow output (2048 ch). The same
+stride-4 feature is also keyed by its layer name (``entry_flow_block2_unit1_sepconv2_pointwise_bn``,
+``entry_flow_block3_...`` for Xception-71): the official feature extractor's stride-4 endpoint
+``entry_flow/block{2,3}/unit_1/xception_module/separable_conv2_pointwise``.
 """
 
 from __future__ import annotations
@@ -84,8 +86,15 @@ _ENDPOINTS_3 = {
     "P3": "entry_flow_block2",
     "P4": "middle_flow_block1",
     "P5": "exit_flow_block2",
+    # The official stride-4 feature (.../separable_conv2_pointwise), keyed by its layer name.
+    "entry_flow_block2_unit1_sepconv2_pointwise_bn": "entry_flow_block2_unit1_sepconv2",
 }
-_ENDPOINTS_5 = dict(_ENDPOINTS_3, P2="entry_flow_block3_unit1_sepconv2", P3="entry_flow_block4")
+_ENDPOINTS_5 = {
+    **{k: v for k, v in _ENDPOINTS_3.items() if k.startswith("P")},
+    "P2": "entry_flow_block3_unit1_sepconv2",
+    "P3": "entry_flow_block4",
+    "entry_flow_block3_unit1_sepconv2_pointwise_bn": "entry_flow_block3_unit1_sepconv2",
+}
 
 XCEPTION_SPECS = {
     "xception41": XceptionSpec(_ENTRY_FLOW_3 + _middle_and_exit(8), _ENDPOINTS_3),

@@ -84,7 +84,10 @@ def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_fil
         skip = CropLike("center", name=f"up{level + 1}_crop")([skips[level], x]) if mode == "paper" else skips[level]
         x = keras.layers.Concatenate(name=f"up{level + 1}_concat")([skip, x])
         x = _double_conv(x, filters, f"up{level + 1}", padding, batch_norm)
-    logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+    # Float32 logits under mixed precision: the last layer computes in float32.
     if mode == "practical":
-        logits = CropLike(0, name="crop_to_input")([logits, inputs])
+        logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+        logits = CropLike(0, dtype="float32", name="crop_to_input")([logits, inputs])
+    else:
+        logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=f"unet_{mode}")
