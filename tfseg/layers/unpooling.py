@@ -78,7 +78,7 @@ def max_pool_with_mask(x, pool_size=2, padding="same"):
     pooled_shape = tf.shape(windows)
     windows = tf.reshape(windows, [pooled_shape[0], pooled_shape[1], pooled_shape[2], k * k, channels])
     first_max = tf.math.argmax(windows, axis=3, output_type=tf.int32)  # first maximum on ties
-    choice = tf.equal(first_max[:, :, :, None, :], tf.range(k * k, dtype=tf.int32)[:, None])
+    choice = tf.equal(tf.expand_dims(first_max, 3), tf.range(k * k, dtype=tf.int32)[:, None])  # [B, h, w, k*k, C]
     pooled = tf.reduce_sum(tf.where(choice, windows, tf.zeros_like(windows)), axis=3)
     grid_mask = tf.nn.depth_to_space(
         tf.reshape(tf.cast(choice, x.dtype), [pooled_shape[0], pooled_shape[1], pooled_shape[2], k * k * channels]),
