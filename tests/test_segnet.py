@@ -10,9 +10,10 @@ import tfseg
 from tfseg.layers import MaxPoolingWithMask2D, MaxUnpooling2D
 from tfseg.registry import encoder_output_stride
 
-# Badrinarayanan et al., TPAMI 2017, Table 6 ("number of trainable parameters"): SegNet 29.5M,
-# DeconvNet 252M (251.8M in the text); counted here with CamVid's 11 classes for SegNet and
-# PASCAL VOC's 21 for DeconvNet (the data each was published on), batch-norm statistics included.
+# The SegNet paper's comparison of architectures (Badrinarayanan et al., TPAMI 2017), trainable
+# parameters: SegNet 29.5M, DeconvNet 251.8M. Counted here with CamVid's 11 classes for SegNet and
+# PASCAL VOC's 21 for DeconvNet (the data each was published on); both the trainable count and the
+# total with batch-norm statistics fall within 1%.
 PAPER_PARAMETERS = {"segnet": (11, 29.5e6), "deconvnet": (21, 251.8e6)}
 SIZES = [(360, 480), (513, 513), (97, 131)]
 
@@ -26,6 +27,10 @@ def all_layers(model):
 
 def layers_of(model, kind):
     return [layer for layer in all_layers(model) if type(layer) is kind]
+
+
+def trainable_count(model):
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)
 
 
 def random_image(height, width, batch=1, seed=0):
@@ -42,9 +47,9 @@ def assert_logits_at_input_size(model, num_classes, sizes):
 def test_segnet_structure_parameters_and_odd_sizes():
     classes, published = PAPER_PARAMETERS["segnet"]
     model = tfseg.build_model("segnet", classes)
-    count = model.count_params()
-    assert count == 29_465_227
-    assert abs(count - published) / published <= 0.01
+    count, trainable = model.count_params(), trainable_count(model)
+    assert (count, trainable) == (29_465_227, 29_449_355)
+    assert abs(count - published) / published <= 0.01 and abs(trainable - published) / published <= 0.01
     convs = layers_of(model, keras.layers.Conv2D)
     assert len(convs) == 26 and all(c.kernel_size == (3, 3) for c in convs)  # 13 encoder + 13 decoder
     assert len(layers_of(model, keras.layers.BatchNormalization)) == 25  # all but the classifier
@@ -58,7 +63,7 @@ def test_segnet_structure_parameters_and_odd_sizes():
 
 def test_segnet_basic_structure_and_parameters():
     model = tfseg.build_model("segnet_basic", 11)
-    assert model.count_params() == 1_417_099  # 1,416,075 trainable; 11 classes
+    assert (model.count_params(), trainable_count(model)) == (1_417_099, 1_416_075)  # 11 classes
     convs = layers_of(model, keras.layers.Conv2D)
     assert [c.kernel_size for c in convs] == [(7, 7)] * 8 + [(1, 1)]
     assert all(c.filters == 64 and not c.use_bias for c in convs[:8])
@@ -69,30 +74,41 @@ def test_segnet_basic_structure_and_parameters():
 
 
 @pytest.mark.slow
-def test_deconvnet_structure_parameters_classifier_and_sizes():
-    """Full-size DeconvNet (252M parameters): about a minute on 2 cores."""
+def test_deconvnet_full_size(tmp_path):
+    """DeconvNet (252M parameters, built once): paper count, fc6 at 224x224, classifier transplant, the
+    three sizes and a .keras round trip (a 1 GB file). A few minutes on 2 cores."""
     from tfseg.backbones.vgg import transplant_vgg16_classifier
 
     classes, published = PAPER_PARAMETERS["deconvnet"]
     model = tfseg.build_model("deconvnet", classes)
-    count = model.count_params()
-    assert abs(count - published) / published <= 0.01, count
-    assert count == 251_839_061
+    count, trainable = model.count_params(), trainable_count(model)
+    assert (count, trainable) == (251_839_061, 251_805_653)
+    assert abs(count - published) / published <= 0.01 and abs(trainable - published) / published <= 0.01
     assert encoder_output_stride(model) == 32
     transposed = layers_of(model, keras.layers.Conv2DTranspose)
     assert [t.kernel_size for t in transposed] == [(7, 7)] + [(3, 3)] * 13
+    assert [t.filters for t in transposed] == [512, 512, 512, 512, 512, 512, 256, 256, 256, 128, 128, 64, 64, 64]
     # At the paper's 224x224, fc6 sees the whole 7x7 pool5 and gives a 1x1 map.
     fc6 = keras.Model(model.input, model.get_layer("fc6").output)
     assert fc6(random_image(224, 224)).shape == (1, 1, 1, 4096)
-    # fc6/fc7 take VGG16's classifier reshaped (here a random one of the right shapes).
+    # fc6/fc7 take VGG16's classifier reshaped (here a random one of the right shapes); there is no fc8.
     rng = np.random.default_rng(0)
-    fc1 = (rng.normal(size=(25088, 4096)).astype("float32"), rng.normal(size=4096).astype("float32"))
-    fc2 = (rng.normal(size=(4096, 4096)).astype("float32"), rng.normal(size=4096).astype("float32"))
-    transplant_vgg16_classifier(model, fc1, fc2, predictions=(np.zeros((4096, 1000), "float32"), np.zeros(1000, "float32")))
+    fc1 = (rng.normal(0, 0.01, (25088, 4096)).astype("float32"), rng.normal(size=4096).astype("float32"))
+    fc2 = (rng.normal(0, 0.01, (4096, 4096)).astype("float32"), rng.normal(size=4096).astype("float32"))
+    predictions = (np.zeros((4096, 1000), "float32"), np.zeros(1000, "float32"))
+    transplant_vgg16_classifier(model, fc1, fc2, predictions)
     np.testing.assert_array_equal(model.get_layer("fc6").get_weights()[0], fc1[0].reshape(7, 7, 512, 4096))
     np.testing.assert_array_equal(model.get_layer("fc7").get_weights()[1], fc2[1])
     del fc1, fc2
     assert_logits_at_input_size(model, classes, SIZES)
+
+    image = random_image(67, 93, batch=2, seed=1)
+    calibrate_batch_norm(model, image)
+    before = model.predict(image, verbose=0)
+    model.save(tmp_path / "deconvnet.keras")
+    keras.backend.clear_session()
+    loaded = keras.saving.load_model(tmp_path / "deconvnet.keras")
+    np.testing.assert_array_equal(loaded.predict(image, verbose=0), before)
 
 
 @pytest.mark.slow
@@ -162,19 +178,6 @@ def test_keras_file_roundtrip_gives_identical_outputs(tmp_path, name):
     np.testing.assert_array_equal(loaded.predict(image, verbose=0), before)
 
 
-@pytest.mark.slow
-def test_deconvnet_keras_file_roundtrip_gives_identical_outputs(tmp_path):
-    """Writes and reads a 1 GB file."""
-    model = tfseg.build_model("deconvnet", 5)
-    image = random_image(67, 93, batch=2, seed=1)
-    calibrate_batch_norm(model, image)
-    before = model.predict(image, verbose=0)
-    model.save(tmp_path / "deconvnet.keras")
-    keras.backend.clear_session()
-    loaded = keras.saving.load_model(tmp_path / "deconvnet.keras")
-    np.testing.assert_array_equal(loaded.predict(image, verbose=0), before)
-
-
 def convert_to_tflite_builtins(model, folder):
     """SavedModel export, then conversion with TFLITE_BUILTINS only (reference.md section 9)."""
     model.export(str(folder), verbose=False)
@@ -196,7 +199,15 @@ def camvid_val_images(count, size):
     pytest.param("segnet", (180, 240), marks=pytest.mark.slow),  # export + conversion of 118 MB: about a minute
 ], ids=["segnet_basic-360x480", "segnet-180x240"])
 def test_tflite_builtins_only_gives_the_keras_labels_on_camvid(tmp_path, name, size):
-    """Random weights with BN calibrated on the images; SegNet at half resolution to stay quick (23x30 -> 12x15 inside)."""
+    """Random weights with BN calibrated on the images (labels spread over many classes); SegNet at half size.
+
+    The switches are argmaxes: where two activations of a window differ by less than the ~1e-6
+    relative difference between TF's and TFLite's convolutions, the two pick different positions
+    and the decoder value lands one cell away. With random weights (near-uniform logits) that moves
+    labels: over random draws, agreement was 99.91-99.99% per image for SegNet-Basic (8 draws) but
+    99.06-99.998% for SegNet (6 draws, 2 of them under 99.9%). The seed is the suite's (0): 99.92%
+    and 99.99% for SegNet-Basic, 99.995% and 99.97% for SegNet.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     images = camvid_val_images(2, size)
@@ -204,7 +215,7 @@ def test_tflite_builtins_only_gives_the_keras_labels_on_camvid(tmp_path, name, s
     calibrate_batch_norm(model, images)
     interpreter = Interpreter(model_content=convert_to_tflite_builtins(model, tmp_path / "saved_model"), num_threads=2)
     interpreter.allocate_tensors()
-    agreement = []
+    agreeing = []
     for image in images:
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], image[None])
         interpreter.invoke()
@@ -212,19 +223,21 @@ def test_tflite_builtins_only_gives_the_keras_labels_on_camvid(tmp_path, name, s
         keras_labels = np.asarray(model(image[None], training=False)).argmax(-1)
         frequencies = np.bincount(keras_labels.ravel(), minlength=11) / keras_labels.size
         assert (frequencies > 0.02).sum() >= 3 and frequencies.max() < 0.9, frequencies  # not one label everywhere
-        agreement.append((tflite_labels == keras_labels).mean())
-    assert min(agreement) >= 0.999, agreement
+        agreeing.append(tflite_labels == keras_labels)
+    per_image = [float(a.mean()) for a in agreeing]
+    assert np.mean(agreeing) >= 0.999, per_image  # of all the images' pixels
 
 
 @pytest.mark.parametrize("size,jit_compile", [
     ((96, 128), False),
+    pytest.param((96, 128), True, marks=pytest.mark.slow),
     pytest.param((360, 480), "auto", marks=pytest.mark.slow),
-], ids=["96x128", "360x480-xla"])
+], ids=["96x128", "96x128-xla", "360x480"])
 def test_segnet_basic_trains_with_model_fit(size, jit_compile):
     """build_model("segnet_basic", 11, (H, W, 3)) in model.fit with a sparse cross-entropy: every weight moves.
 
-    CamVid's 360x480 with Keras' default compilation (XLA on CPU) takes about a minute on 2 cores
-    (marked slow); the quick case runs the same graph at 96x128 without XLA's compile time.
+    Slow cases: CamVid's 360x480 with Keras' default compilation (no XLA on a CPU-only machine, XLA
+    on GPUs), and XLA forced (its compilation takes about 20 s here).
     """
     model = tfseg.build_model("segnet_basic", 11, size + (3,))
     assert model.output_shape == (None,) + size + (11,)
