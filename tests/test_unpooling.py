@@ -6,17 +6,18 @@ import pytest
 import tensorflow as tf
 
 from tfseg.layers import MaxPoolingWithMask2D, MaxUnpooling2D
-from tfseg.layers.unpooling import max_pool_with_mask, max_unpool
+from tfseg.layers.unpooling import max_pool_with_mask, max_unpool, pooled_size
 
 
-def reference_pool_unpool(x, values, pool_size, padding):
-    """TF's ops: pooled, argmax switches as a 0/1 mask, and ``values`` scattered to the argmax positions."""
-    pooled, argmax = tf.nn.max_pool_with_argmax(x, pool_size, pool_size, padding.upper(), include_batch_in_index=True)
-    size = tf.size(x, out_type=tf.int64)
-    positions = tf.reshape(argmax, [-1, 1])
-    mask = tf.reshape(tf.scatter_nd(positions, tf.ones([tf.size(argmax)], x.dtype), [size]), tf.shape(x))
-    unpooled = tf.reshape(tf.scatter_nd(positions, tf.reshape(values, [-1]), [size]), tf.shape(x))
-    return pooled, mask, unpooled
+def reference_pool(x, pool_size, padding):
+    """TF's op: pooled values and flat argmax indices (batch included)."""
+    return tf.nn.max_pool_with_argmax(x, pool_size, pool_size, padding.upper(), include_batch_in_index=True)
+
+
+def reference_unpool(values, argmax, like):
+    """Scatter ``values`` to the flat ``argmax`` positions of a zero tensor shaped like ``like``."""
+    flat = tf.scatter_nd(tf.reshape(argmax, [-1, 1]), tf.reshape(values, [-1]), [tf.size(like, out_type=tf.int64)])
+    return tf.reshape(flat, tf.shape(like))
 
 
 def tied_input(rng, shape):
@@ -35,17 +36,20 @@ CASES = [  # (pool_size, padding, input shape): odd and even sizes, batches 1..3
 ]
 
 
-@pytest.mark.parametrize("pool_size,padding,shape", CASES, ids=[f"k{k}-{p}-{'x'.join(map(str, s))}" for k, p, s in CASES])
+CASE_IDS = [f"k{k}-{p}-{'x'.join(map(str, s))}" for k, p, s in CASES]
+
+
+@pytest.mark.parametrize("pool_size,padding,shape", CASES, ids=CASE_IDS)
 def test_pool_and_unpool_equal_tf_reference_with_ties(pool_size, padding, shape):
     rng = np.random.default_rng(sum(shape))
     x = tied_input(rng, shape)
     pooled, mask = max_pool_with_mask(x, pool_size, padding)
     values = tf.constant(rng.normal(size=pooled.shape).astype("float32"))
-    ref_pooled, ref_mask, ref_unpooled = reference_pool_unpool(x, values, pool_size, padding)
+    ref_pooled, argmax = reference_pool(x, pool_size, padding)
     assert mask.shape == x.shape
     np.testing.assert_array_equal(pooled, ref_pooled)
-    np.testing.assert_array_equal(mask, ref_mask)
-    np.testing.assert_array_equal(max_unpool(values, mask, pool_size, padding), ref_unpooled)
+    np.testing.assert_array_equal(mask, reference_unpool(tf.ones_like(values), argmax, x))
+    np.testing.assert_array_equal(max_unpool(values, mask, pool_size, padding), reference_unpool(values, argmax, x))
     # Not vacuous: many windows hold several maxima, and the chosen maximum is not always the first pixel.
     tied, chosen_off_corner = window_statistics(np.asarray(x), np.asarray(mask), pool_size, padding)
     if np.prod(shape) > 16:  # the 1x1 case has one window
@@ -71,40 +75,32 @@ def window_statistics(x, mask, k, padding):
 @pytest.mark.parametrize("ties", [True, False], ids=["ties", "distinct"])
 @pytest.mark.parametrize("pool_size,padding,shape", [(2, "same", (2, 45, 60, 3)), (3, "valid", (2, 11, 13, 2))])
 def test_gradients_equal_the_references(pool_size, padding, shape, ties):
-    """d/dx and d/dvalues of a loss through pooling, a decoder step and unpooling, vs TF's ops."""
+    """d/dx and d/dextra of a loss through pooling, a decoder step using the pooled values, and unpooling."""
     rng = np.random.default_rng(1)
     x = tied_input(rng, shape) if ties else tf.constant(rng.normal(size=shape).astype("float32"))
-    extra = tf.constant(rng.normal(size=(shape[0], -(-shape[1] // pool_size), -(-shape[2] // pool_size), shape[3]))
-                        .astype("float32"))
-    weights_pooled, weights_out = (tf.constant(rng.normal(size=s).astype("float32")) for s in (extra.shape, shape))
+    pooled_shape = (shape[0], pooled_size(shape[1], pool_size, padding), pooled_size(shape[2], pool_size, padding),
+                    shape[3])
+    extra, weights_pooled = (tf.constant(rng.normal(size=pooled_shape).astype("float32")) for _ in range(2))
+    weights_out = tf.constant(rng.normal(size=shape).astype("float32"))
 
-    def loss_and_gradients(pool_unpool):
+    def loss_and_gradients(pool, unpool):
         with tf.GradientTape() as tape:
             tape.watch([x, extra])
-            pooled, unpooled_of = pool_unpool(x)
-            values = pooled[:, : extra.shape[1], : extra.shape[2]] * 3.0 + extra[:, : pooled.shape[1], : pooled.shape[2]]
-            loss = tf.reduce_sum(pooled * weights_pooled[:, : pooled.shape[1], : pooled.shape[2]])
-            loss += tf.reduce_sum(unpooled_of(values) * weights_out)
+            pooled, switches = pool(x)
+            values = 3.0 * pooled + extra
+            loss = tf.reduce_sum(pooled * weights_pooled) + tf.reduce_sum(unpool(values, switches) * weights_out)
         return loss, tape.gradient(loss, [x, extra])
 
-    def ours(t):
-        pooled, mask = max_pool_with_mask(t, pool_size, padding)
-        return pooled, lambda values: max_unpool(values, mask, pool_size, padding)
-
-    def reference(t):
-        pooled, argmax = tf.nn.max_pool_with_argmax(t, pool_size, pool_size, padding.upper(), include_batch_in_index=True)
-        scatter = lambda v: tf.reshape(
-            tf.scatter_nd(tf.reshape(argmax, [-1, 1]), tf.reshape(v, [-1]), [tf.size(t, out_type=tf.int64)]), tf.shape(t))
-        return pooled, scatter
-
-    loss, (grad_x, grad_extra) = loss_and_gradients(ours)
-    ref_loss, (ref_grad_x, ref_grad_extra) = loss_and_gradients(reference)
+    loss, (grad_x, grad_extra) = loss_and_gradients(
+        lambda t: max_pool_with_mask(t, pool_size, padding), lambda v, mask: max_unpool(v, mask, pool_size, padding))
+    ref_loss, (ref_grad_x, ref_grad_extra) = loss_and_gradients(
+        lambda t: reference_pool(t, pool_size, padding), lambda v, argmax: reference_unpool(v, argmax, x))
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
     assert np.count_nonzero(ref_grad_x) > 0 and np.count_nonzero(ref_grad_extra) > 0
     np.testing.assert_allclose(grad_x, ref_grad_x, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(grad_extra, ref_grad_extra, rtol=1e-6, atol=1e-6)
     # The pooling's gradient goes to one position per window (the first maximum), never split among ties.
-    assert np.count_nonzero(np.asarray(grad_x)) <= np.prod(extra.shape)
+    assert np.count_nonzero(np.asarray(grad_x)) <= np.prod(pooled_shape)
 
 
 def tiny_encoder_decoder(input_shape=(None, None, 3)):
@@ -125,7 +121,8 @@ def test_layers_in_a_model_any_size_and_batch_and_keras_roundtrip(tmp_path):
         assert out.shape == shape[:3] + (4,)
         nonzero_per_window = np.asarray(tf.nn.max_pool2d(tf.cast(out != 0, "float32"), 2, 2, "SAME"))
         assert nonzero_per_window.max() == 1  # at most one value per 2x2 window
-    assert MaxPoolingWithMask2D(3, "valid").compute_output_shape((None, 45, 61, 8)) == ((None, 15, 20, 8), (None, 45, 61, 8))
+    pooled_shape, mask_shape = MaxPoolingWithMask2D(3, "valid").compute_output_shape((None, 45, 61, 8))
+    assert (pooled_shape, mask_shape) == ((None, 15, 20, 8), (None, 45, 61, 8))
     image = rng.normal(size=(2, 45, 61, 3)).astype("float32")
     before = model.predict(image, verbose=0)
     path = tmp_path / "unpool.keras"

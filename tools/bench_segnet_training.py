@@ -69,8 +69,9 @@ def main(argv=None):
                 start = time.perf_counter()
                 loss = model.train_on_batch(images, labels)
                 step_times[key].append(time.perf_counter() - start)
-            print(f"round {round_index + 1} {key}: median step {statistics.median(step_times[key][-args.steps:]):.2f} s, "
-                  f"loss {float(np.asarray(loss)):.3f}", flush=True)
+            median = statistics.median(step_times[key][-args.steps:])
+            print(f"round {round_index + 1} {key}: median step {median:.2f} s, loss {float(np.asarray(loss)):.3f}",
+                  flush=True)
 
     rates = {}
     for key, times in step_times.items():

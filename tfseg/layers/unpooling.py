@@ -153,7 +153,9 @@ class MaxPoolingWithMask2D(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         if len(input_shape) != 4:
-            raise ValueError(f"{self.name}: input must be 4-D [batch, height, width, channels], got {tuple(input_shape)}")
+            raise ValueError(
+                f"{self.name}: input must be 4-D [batch, height, width, channels], got {tuple(input_shape)}"
+            )
         batch, height, width, channels = input_shape
         pooled = (batch, pooled_size(height, self.pool_size, self.padding),
                   pooled_size(width, self.pool_size, self.padding), channels)
@@ -161,7 +163,7 @@ class MaxPoolingWithMask2D(keras.layers.Layer):
 
     def compute_output_spec(self, x):
         pooled_shape, mask_shape = self.compute_output_shape(x.shape)
-        return keras.KerasTensor(pooled_shape, dtype=self.compute_dtype), keras.KerasTensor(mask_shape, dtype=self.compute_dtype)
+        return tuple(keras.KerasTensor(shape, dtype=self.compute_dtype) for shape in (pooled_shape, mask_shape))
 
     def get_config(self):
         return {**super().get_config(), "pool_size": self.pool_size, "padding": self.padding}
