@@ -181,7 +181,7 @@ def test_keras_file_roundtrip_gives_identical_outputs(tmp_path, name, options):
 
 
 def test_unknown_names_and_options_list_the_valid_ones():
-    with pytest.raises(ValueError, match="valid names: deeplab_v1, .*unet"):
+    with pytest.raises(ValueError, match="valid names: deconvnet, deeplab_v1, .*unet"):
         tfseg.build_model("pspnet", 21)
     with pytest.raises(TypeError, match="valid options: .*output_stride"):
         tfseg.build_model("deeplab_v3", 21, outputstride=8)
@@ -192,7 +192,8 @@ def test_unknown_names_and_options_list_the_valid_ones():
     with pytest.raises(ValueError, match="num_classes"):
         tfseg.build_model("unet", 0)
     assert tfseg.list_models() == sorted(
-        ["fcn32s", "fcn16s", "fcn8s", "unet", "deeplab_v1", "deeplab_v2", "deeplab_v3", "deeplab_v3plus"]
+        ["fcn32s", "fcn16s", "fcn8s", "unet", "deeplab_v1", "deeplab_v2", "deeplab_v3", "deeplab_v3plus",
+         "segnet", "segnet_basic", "deconvnet"]
     )
 
 

@@ -15,6 +15,9 @@ MODELS = {
     "deeplab_v2": "tfseg.models.deeplab:deeplab_v2",
     "deeplab_v3": "tfseg.models.deeplab:deeplab_v3",
     "deeplab_v3plus": "tfseg.models.deeplab:deeplab_v3plus",
+    "segnet": "tfseg.models.segnet:segnet",
+    "segnet_basic": "tfseg.models.segnet:segnet_basic",
+    "deconvnet": "tfseg.models.deconvnet:deconvnet",
 }
 
 
@@ -86,6 +89,9 @@ MODEL_VARIANTS = (
     ("deeplab_v3plus", {"backbone": "xception71"}),
     ("deeplab_v3plus", {"backbone": "resnet101"}),
     ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
+    ("segnet", {}),
+    ("segnet_basic", {}),
+    ("deconvnet", {}),
 )
 
 

@@ -13,6 +13,8 @@ and the following convolutions are dilated (DeepLab's atrous algorithm).
 
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 
@@ -98,7 +100,7 @@ def transplant_vgg16_classifier(model, fc1, fc2, predictions=None):
     """
     converted = classifier_as_convolutions(fc1, fc2, predictions)
     names = [layer.name for layer in model.layers]
-    fc6_layers = [n for n in names if n == "fc6" or n.startswith("fc6_")]
+    fc6_layers = [n for n in names if re.fullmatch(r"fc6(_\d+)?", n)]  # DeepLab v2 branches: fc6_1..fc6_4
     if not fc6_layers:
         raise ValueError(f"model {model.name!r} has no fc6 layer to receive the VGG16 classifier")
     for fc6_name in fc6_layers:
@@ -113,8 +115,8 @@ def transplant_vgg16_classifier(model, fc1, fc2, predictions=None):
             kernel7, bias7 = subsample_fc7(kernel7, bias7, channels=fc7.kernel.shape[3])
         fc6.set_weights([kernel6, bias6])
         fc7.set_weights([kernel7, bias7])
-        if "fc8" in converted:
-            fc8_name = f"fc8{suffix}" if f"fc8{suffix}" in names else "score_fr"
+        fc8_name = f"fc8{suffix}" if f"fc8{suffix}" in names else "score_fr"
+        if "fc8" in converted and fc8_name in names:  # DeconvNet has no fc8: its scores come after the decoder
             fc8 = model.get_layer(fc8_name)
             if tuple(fc8.kernel.shape) == converted["fc8"][0].shape:
                 fc8.set_weights(list(converted["fc8"]))

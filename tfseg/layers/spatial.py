@@ -95,3 +95,29 @@ class PadToMultiple(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "multiple": self.multiple}
+
+
+@keras.saving.register_keras_serializable(package="tfseg")
+class PadToMinimumSize(keras.layers.Layer):
+    """Zero-pad height and width at the bottom/right up to at least ``min_size`` (larger inputs pass unchanged)."""
+
+    def __init__(self, min_size, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(min_size, bool) or not isinstance(min_size, int) or min_size < 1:
+            raise ValueError(f"min_size must be a positive int, got {min_size!r}")
+        self.min_size = min_size
+
+    def call(self, x):
+        height, width = tf.shape(x)[1], tf.shape(x)[2]
+        pad_h = tf.maximum(self.min_size - height, 0)
+        pad_w = tf.maximum(self.min_size - width, 0)
+        return tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+
+    def compute_output_shape(self, input_shape):
+        def up(n):
+            return None if n is None else max(n, self.min_size)
+
+        return (input_shape[0], up(input_shape[1]), up(input_shape[2]), input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "min_size": self.min_size}
