@@ -4,7 +4,11 @@ FCN, U-Net and DeepLab v1/v2/v3/v3+ as functional Keras builders, with metrics, 
 dense CRF built from standard TF ops.
 """
 
-import tfseg.layers  # noqa: F401  (registers the custom layers for keras.saving.load_model)
-from tfseg.registry import build_model, list_models, model_options  # noqa: F401
+from tfseg._startup import import_tensorflow_quietly
+
+import_tensorflow_quietly()
+
+import tfseg.layers  # noqa: E402, F401  (registers the custom layers for keras.saving.load_model)
+from tfseg.registry import build_model, list_models, model_options  # noqa: E402, F401
 
 __version__ = "0.1.0"

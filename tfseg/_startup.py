@@ -1,0 +1,41 @@
+"""Importing TensorFlow without its C++ start-up lines.
+
+TensorFlow prints "oneDNN custom operations are on" and the CPU-feature notice from C++ before
+its logging is initialised, so ``TF_CPP_MIN_LOG_LEVEL`` cannot hide them. The standard-error file
+descriptor is pointed at /dev/null while TensorFlow and Keras load (Python exceptions still
+reach the user: they are raised after it is restored). ``TFSEG_SHOW_TF_STARTUP=1`` keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    if os.environ.get("TFSEG_SHOW_TF_STARTUP") == "1" or "tensorflow" in sys.modules:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable file descriptor 2 (embedded interpreters)
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def import_tensorflow_quietly():
+    with quiet_native_stderr():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
