@@ -26,6 +26,7 @@ class Operator:
     name: str  # builtin name ("CONV_2D") or custom code ("FlexCumprod")
     builtin: bool
     input_types: tuple  # tensor type names of the inputs ("INT8", "FLOAT32", ...)
+    output_types: tuple
 
 
 def _schema():
@@ -59,8 +60,11 @@ def operators(content):
         for o in range(subgraph.OperatorsLength()):
             op = subgraph.Operators(o)
             name, builtin = codes[op.OpcodeIndex()]
-            types = tuple(type_names[subgraph.Tensors(i).Type()] for i in op.InputsAsNumpy() if i >= 0)
-            result.append(Operator(name, builtin, types))
+            inputs, outputs = (
+                tuple(type_names[subgraph.Tensors(i).Type()] for i in indices if i >= 0)
+                for indices in (op.InputsAsNumpy(), op.OutputsAsNumpy())
+            )
+            result.append(Operator(name, builtin, inputs, outputs))
     return result
 
 
@@ -81,8 +85,8 @@ def check_builtins_only(content, what="the TFLite model"):
 
 
 def float_compute_ops(content):
-    """``{op name: count}`` of compute ops (``COMPUTE_OPS``) whose input is not int8."""
-    ops = [op for op in operators(content) if op.name in COMPUTE_OPS and op.input_types[:1] != ("INT8",)]
+    """``{op name: count}`` of compute ops (``COMPUTE_OPS``) whose result is not int8."""
+    ops = [op for op in operators(content) if op.name in COMPUTE_OPS and op.output_types != ("INT8",)]
     return dict(collections.Counter(op.name for op in ops))
 
 
