@@ -14,6 +14,9 @@ import sys
 
 COMMAND_MODULES = (
     "tfseg.commands.models",
+    "tfseg.commands.export",
+    "tfseg.commands.predict",
+    "tfseg.commands.bench",
 )
 
 

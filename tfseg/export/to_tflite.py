@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfseg.export.native_log import silenced_native_stderr
 from tfseg.export.parity import check_and_report
 from tfseg.export.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
 from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, converter_error_ops, float_compute_ops
@@ -146,7 +147,7 @@ def convert(serving, spec, quantization="none", calibration=None):
     import tensorflow as tf
 
     function = serving.serve.get_concrete_function(spec)
-    with tempfile.TemporaryDirectory(prefix="tfseg_tflite_") as folder:
+    with tempfile.TemporaryDirectory(prefix="tfseg_tflite_") as folder, silenced_native_stderr():
         tf.saved_model.save(serving, folder, signatures={"serving_default": function})
         converter = tf.lite.TFLiteConverter.from_saved_model(folder)
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -82,9 +82,13 @@ class TFLiteRunner:
     def __init__(self, path, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
+        from tfseg.export.native_log import silenced_native_stderr
+
         self.name = str(path)
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+            with silenced_native_stderr():
+                self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+                self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise ValueError(f"cannot load TFLite file {path}: {error}") from None
         signatures = self.interpreter.get_signature_list()
