@@ -152,6 +152,14 @@ def test_models_without_rgb_input_or_preprocessing_are_refused(tmp_path):
         tfseg.export.tflite(bare, tmp_path / "bare.tflite")
 
 
+def test_crf_inside_the_tflite_file_matches_keras_with_the_crf(model, tmp_path):
+    crf = tfseg.layers.DenseCRF(bilateral_sxy=20.0, bilateral_srgb=10.0, iterations=3)
+    lite = tfseg.export.tflite(model, tmp_path / "crf.tflite", crf=crf, input_size=(48, 64), parity_limit=2)
+    assert lite["formats"]["tflite"]["pixel_agreement"] >= 99.9
+    assert op_counts((tmp_path / "crf.tflite").read_bytes()).get("UNSORTED_SEGMENT_SUM", 0) > 0  # the lattice
+
+
+@pytest.mark.slow
 def test_deeplab_v3plus_with_crf_exports_to_both_and_matches_keras_with_crf(tmp_path):
     model = tfseg.build_model("deeplab_v3plus", 5, backbone="mobilenet_v2")
     crf = tfseg.layers.DenseCRF(bilateral_sxy=20.0, bilateral_srgb=10.0, iterations=5)

@@ -49,8 +49,10 @@ def test_fixed_size_file_on_another_size_and_image_files(exported, images, tmp_p
     cv2.imwrite(str(path), cv2.cvtColor(big, cv2.COLOR_RGB2BGR))
     from_file = tfseg.predict(exported["tflite"], str(path))  # resized to 90x120 inside, probabilities back
     assert from_file.shape == big.shape[:2]
-    dynamic = tfseg.predict(exported["model"], big)  # the Keras model runs at 180x240 itself
-    assert np.mean(from_file == dynamic) > 0.8
+    small = cv2.resize(big, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_LINEAR)  # what the file sees
+    direct = tfseg.predict(exported["tflite"], small)
+    back = cv2.resize(from_file, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_NEAREST)
+    assert np.mean(back == direct) > 0.95  # only boundary pixels may move
 
 
 def test_crf_inside_keras_graph_equals_crf_after_exported_file(exported, images):

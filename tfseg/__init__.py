@@ -10,5 +10,6 @@ import_tensorflow_quietly()
 
 import tfseg.layers  # noqa: E402, F401  (registers the custom layers for keras.saving.load_model)
 from tfseg.registry import build_model, list_models, model_options  # noqa: E402, F401
+from tfseg.inference.predict import predict  # noqa: E402, F401
 
 __version__ = "0.1.0"

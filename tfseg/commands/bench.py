@@ -45,7 +45,7 @@ def _print_formats(args):
     print("| format | latency (ms) | images/s | GFLOP/s | of matmul rate |")
     print("|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['format']} | {row['latency_ms']:.1f} | {row['images_per_s']:.2f} | {row['gflops']:.1f} | "
+        print(f"| {row['format']} | {row['latency_ms']:.2f} | {row['images_per_s']:.2f} | {row['gflops']:.1f} | "
               f"{row['fraction_of_matmul'] * 100:.0f}% |")
     if "int8" in formats:
         print("(int8 is calibrated on synthetic images: its latency is meaningful, its labels are not)")
