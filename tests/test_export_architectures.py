@@ -16,7 +16,7 @@ from tfseg.export.tflite_ops import check_builtins_only
 from tfseg.registry import MODEL_VARIANTS
 
 SMALL = (65, 97, 3)
-PAPER_UNET = (140, 140, 3)  # valid convolutions need room: 140 -> 52 at full depth
+PAPER_UNET = (236, 236, 3)  # valid convolutions need room: 236 -> 52 at full depth
 # U-Net in practical mode is exported in tests/test_export.py.
 FAST_SUBSET = [
     ("unet", {"mode": "paper", "base_filters": 8}),
