@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -30,6 +32,7 @@ def as_argv(line):
     return argv
 
 
+@pytest.mark.slow  # six commands, each starting TensorFlow: about 3 minutes on the shared 2-core machine
 def test_readme_worked_example_runs(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     outputs = []

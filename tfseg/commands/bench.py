@@ -77,6 +77,11 @@ def _print_peer(args):
 def run(args):
     if not args.model and not args.peer:
         raise ValueError("give a MODEL (an architecture from `tfseg models` or a .keras file), or --peer")
+    from tfseg.bench.formats import FORMATS
+
+    unknown = sorted(set(f.strip() for f in args.formats.split(",") if f.strip()) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {unknown}; valid: {list(FORMATS)}")
     _set_threads(args.threads)
     if args.model:
         _print_formats(args)

@@ -41,6 +41,15 @@ def _resized(sample, size):
     return Sample(sample.name, image, label, sample.ignore_label)
 
 
+def _truth_like(label, shape):
+    """The ground truth under a prediction of ``shape``: centre-cropped for valid-convolution models."""
+    height, width = shape
+    if label.shape[0] < height or label.shape[1] < width:
+        raise ValueError(f"predictions of shape {tuple(shape)} are larger than the label map {label.shape}")
+    top, left = (label.shape[0] - height) // 2, (label.shape[1] - width) // 2
+    return label[top:top + height, left:left + width]
+
+
 class _Scores:
     """Streaming confusion matrix and the project's mean-IoU convention (tfseg.metrics)."""
 
@@ -81,8 +90,9 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
         sample = _resized(sample, size)
         batch = sample.image[None]
         ref_labels, ref_probabilities = reference(batch)
+        truth = _truth_like(sample.label, ref_labels.shape[1:]) if has_truth else None
         if has_truth:
-            reference_truth.add(sample.label[None], ref_labels)
+            reference_truth.add(truth[None], ref_labels)
         for name, runner in exports.items():
             got_labels, got_probabilities = runner(batch)
             if got_labels.shape != ref_labels.shape:
@@ -96,7 +106,7 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
             row["max_probability_difference"] = max(row["max_probability_difference"], difference)
             row["vs_reference"].add(ref_labels, got_labels)
             if has_truth:
-                row["truth"].add(sample.label[None], got_labels)
+                row["truth"].add(truth[None], got_labels)
     report = {
         "reference": reference.format,
         "images": {"source": source, "count": len(samples), "size": list(size) if size else "as given"},
