@@ -15,5 +15,6 @@ import tfseg.layers  # noqa: E402, F401
 import tfseg.training.schedules  # noqa: E402, F401
 from tfseg import losses, metrics  # noqa: E402, F401
 from tfseg.registry import build_model, list_models, model_options  # noqa: E402, F401
+from tfseg.inference.predict import predict  # noqa: E402, F401
 
 __version__ = "0.1.0"

@@ -16,6 +16,9 @@ COMMAND_MODULES = (
     "tfseg.commands.models",
     "tfseg.commands.train",
     "tfseg.commands.eval",
+    "tfseg.commands.export",
+    "tfseg.commands.predict",
+    "tfseg.commands.bench",
 )
 
 

@@ -85,7 +85,13 @@ class PadToMultiple(keras.layers.Layer):
         height, width = tf.shape(x)[1], tf.shape(x)[2]
         pad_h = (m - height % m) % m
         pad_w = (m - width % m) % m
-        return tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        padded = tf.pad(x, [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+        if x.shape[-1] is None:
+            return padded
+        # Run-time paddings hide the channel count from the TFLite converter's shape inference,
+        # and its Conv2D needs it: restate it (a reshape to the same shape).
+        shape = tf.shape(padded)
+        return tf.reshape(padded, [shape[0], shape[1], shape[2], x.shape[-1]])
 
     def compute_output_shape(self, input_shape):
         def up(n):

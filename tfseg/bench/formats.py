@@ -1,0 +1,96 @@
+"""Latency of one model in each deployment format, on one uint8 image of a fixed size.
+
+Formats: ``keras`` (the serving function as a TensorFlow graph), ``keras_xla`` (the same,
+XLA-compiled with ``jit_compile=True``), ``saved_model`` (exported and loaded back), ``tflite``
+(float, LiteRT interpreter with XNNPACK) and ``int8`` (full integer; calibrated on synthetic
+images, which is enough for timing but not for accuracy).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tfseg.bench.timing import median_seconds
+
+FORMATS = ("keras", "keras_xla", "saved_model", "tflite", "int8")
+CALIBRATION_IMAGES = 8
+
+
+def _serving(model):
+    from tfseg.export.serving import SegmentationServing
+
+    return SegmentationServing(model, check_inputs=False)
+
+
+def _spec(input_size):
+    import tensorflow as tf
+
+    return tf.TensorSpec([1, *input_size, 3], tf.uint8, name="image")
+
+
+def keras_callable(model, input_size, xla=False):
+    import tensorflow as tf
+
+    serving = _serving(model)
+    function = tf.function(serving._serve, jit_compile=True) if xla else serving.serve
+    concrete = function.get_concrete_function(_spec(input_size))
+    return lambda image: {k: v.numpy() for k, v in concrete(tf.constant(image)).items()}
+
+
+def saved_model_callable(model, input_size, folder):
+    import tensorflow as tf
+
+    from tfseg.inference.runners import SavedModelRunner
+
+    serving = _serving(model)
+    function = serving.concrete_function(_spec(input_size))
+    tf.saved_model.save(serving, str(folder), signatures={"serving_default": function})
+    return SavedModelRunner(folder)
+
+
+def tflite_callable(model, input_size, path, quantization, threads):
+    from tfseg.export.to_tflite import convert
+    from tfseg.inference.runners import TFLiteRunner
+    from tfseg.inference.sources import synthetic_samples
+
+    calibration = None
+    if quantization == "int8":
+        calibration = [s.image[None] for s in synthetic_samples(CALIBRATION_IMAGES, input_size)]
+    Path(path).write_bytes(convert(_serving(model), _spec(input_size), quantization, calibration))
+    return TFLiteRunner(path, num_threads=threads)
+
+
+def benchmark_formats(model, input_size, formats=("keras", "tflite"), threads=None, repeats=10, macs=None,
+                      matmul_gflops=None, log=None):
+    """One row per format: latency (median, ms), images/s, and GFLOP/s achieved (from ``macs``).
+
+    ``matmul_gflops``: the machine's fp32 matmul rate, for the fraction achieved.
+    """
+    unknown = sorted(set(formats) - set(FORMATS))
+    if unknown:
+        raise ValueError(f"unknown format(s) {unknown}; valid: {list(FORMATS)}")
+    image = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tfseg_bench_") as folder:
+        for name in formats:
+            if log:
+                log(f"preparing {name} ...")
+            if name in ("keras", "keras_xla"):
+                run = keras_callable(model, input_size, xla=name == "keras_xla")
+            elif name == "saved_model":
+                run = saved_model_callable(model, input_size, Path(folder) / "saved_model")
+            else:
+                quantization = "int8" if name == "int8" else "none"
+                run = tflite_callable(model, input_size, Path(folder) / f"{name}.tflite", quantization, threads)
+            seconds = median_seconds(lambda: run(image), repeats=repeats)
+            row = {"format": name, "latency_ms": seconds * 1e3, "images_per_s": 1.0 / seconds}
+            if macs is not None:
+                row["gflops"] = 2.0 * macs / seconds / 1e9
+                if matmul_gflops:
+                    row["fraction_of_matmul"] = row["gflops"] / matmul_gflops
+            rows.append(row)
+            del run
+    return rows

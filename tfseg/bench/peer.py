@@ -1,0 +1,56 @@
+"""keras-hub's DeepLabV3Plus (ResNet-50 encoder, random weights) beside tfseg's DeepLab v3+ ResNet-50.
+
+keras-hub is a benchmark peer only: installed by hand (see the README), imported here and nowhere
+else in tfseg.
+"""
+
+from __future__ import annotations
+
+PEER_SIZE = (512, 512)
+PEER_CLASSES = 21
+
+
+def keras_hub_deeplab_v3plus(num_classes=PEER_CLASSES, input_size=PEER_SIZE):
+    """keras-hub's DeepLabV3Plus on a ResNet-50 (v1) encoder: the configuration of its VOC preset."""
+    try:
+        import keras_hub
+    except ImportError as error:
+        raise ImportError(
+            "tfseg bench --peer needs keras-hub, installed for the benchmark only: "
+            "python3 -m pip install --no-deps keras-hub tokenizers (see the README)"
+        ) from error
+    import keras
+
+    encoder = keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64], input_conv_kernel_sizes=[7],
+        stackwise_num_filters=[64, 128, 256, 512], stackwise_num_blocks=[3, 4, 6, 3],
+        stackwise_num_strides=[1, 2, 2, 2], block_type="bottleneck_block", use_pre_activation=False,
+        image_shape=(*input_size, 3),
+    )
+    backbone = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder, low_level_feature_key="P2", spatial_pyramid_pooling_key="P5",
+        upsampling_size=8, dilation_rates=[6, 12, 18], image_shape=(*input_size, 3),
+    )
+    segmenter = keras_hub.models.DeepLabV3ImageSegmenter(backbone=backbone, num_classes=num_classes)
+    # The segmenter's own call on raw pixels (its preprocessor is a separate object): wrap as a model.
+    inputs = keras.Input((*input_size, 3))
+    return keras.Model(inputs, segmenter(inputs), name="keras_hub_deeplab_v3plus_resnet50")
+
+
+def tfseg_deeplab_v3plus(num_classes=PEER_CLASSES, input_size=PEER_SIZE):
+    import tfseg
+
+    return tfseg.build_model("deeplab_v3plus", num_classes, (*input_size, 3), backbone="resnet50")
+
+
+def model_seconds(model, input_size, repeats=10, xla=False):
+    """Median seconds of ``model`` on one float image, as a TensorFlow graph (XLA-compiled if ``xla``)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfseg.bench.timing import median_seconds
+
+    function = tf.function(lambda x: model(x, training=False), jit_compile=xla)
+    concrete = function.get_concrete_function(tf.TensorSpec([1, *input_size, 3], tf.float32))
+    image = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, *input_size, 3)).astype(np.float32))
+    return median_seconds(lambda: concrete(image).numpy(), repeats=repeats)

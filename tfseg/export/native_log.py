@@ -1,0 +1,34 @@
+"""Silencing the C++ log lines of the TFLite converter and the LiteRT interpreter.
+
+They write straight to file descriptor 2 ("Reading SavedModel from...", "Created TensorFlow Lite
+XNNPACK delegate"), past Python's logging. Their errors still reach the user as Python
+exceptions, raised after the descriptor is restored. ``TFSEG_SHOW_NATIVE_LOG=1`` keeps them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+@contextlib.contextmanager
+def silenced_native_stderr():
+    if os.environ.get("TFSEG_SHOW_NATIVE_LOG") == "1":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable descriptor 2
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)

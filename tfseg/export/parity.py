@@ -1,0 +1,192 @@
+"""Parity of exported models against their reference (the Keras model): label agreement and mean IoU.
+
+``parity_report(reference, exports, samples)`` runs the reference runner and each exported runner
+on the same uint8 images (resized to a fixed input size where a graph has one) and reports, per
+format: the share of pixels whose label agrees with the reference, the mean IoU of the exported
+labels taking the reference's labels as truth, the largest probability difference, and, where the
+samples carry ground truth (a dataset split such as ``camvid:val``), the mean IoU of both against
+it. ``write_report`` puts it beside the exported file as ``<path>.parity.json`` and ``.parity.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tfseg.inference.sources import Sample
+
+PERCENT = 100.0
+
+
+def common_input_size(runners):
+    """The fixed (H, W) that one of the runners needs, or None; two different ones raise."""
+    sizes = {r.input_size for r in runners if r.input_size is not None}
+    if len(sizes) > 1:
+        raise ValueError(f"the models to compare have different fixed input sizes {sorted(sizes)}")
+    return sizes.pop() if sizes else None
+
+
+def _resized(sample, size):
+    import cv2
+
+    if size is None or sample.image.shape[:2] == tuple(size):
+        return sample
+    height, width = size
+    image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_LINEAR)
+    label = None
+    if sample.label is not None:
+        label = cv2.resize(sample.label, (width, height), interpolation=cv2.INTER_NEAREST)
+    return Sample(sample.name, image, label, sample.ignore_label)
+
+
+def _truth_like(label, shape):
+    """The ground truth under a prediction of ``shape``: centre-cropped for valid-convolution models."""
+    height, width = shape
+    if label.shape[0] < height or label.shape[1] < width:
+        raise ValueError(f"predictions of shape {tuple(shape)} are larger than the label map {label.shape}")
+    top, left = (label.shape[0] - height) // 2, (label.shape[1] - width) // 2
+    return label[top:top + height, left:left + width]
+
+
+class _Scores:
+    """Streaming confusion matrix and the project's mean-IoU convention (tfseg.metrics)."""
+
+    def __init__(self, num_classes, ignore_label=None):
+        self.num_classes = num_classes
+        self.ignore_label = ignore_label
+        self.confusion = np.zeros((num_classes, num_classes), np.float64)
+
+    def add(self, truth, predicted):
+        from tfseg.metrics import confusion_matrix
+
+        self.confusion += confusion_matrix(truth, predicted, self.num_classes, ignore_label=self.ignore_label).numpy()
+
+    def mean_iou(self):
+        from tfseg.metrics import scores_from_confusion
+
+        return float(scores_from_confusion(self.confusion)["mean_iou"].numpy())
+
+
+def parity_report(reference, exports, samples, *, source="", labels=None):
+    """Compare each runner of ``exports`` (``{format label: runner}``) with ``reference`` on ``samples``.
+
+    ``labels``: class count for the mean IoU (default: the reference's output channels).
+    Returns a JSON-ready dict.
+    """
+    samples = list(samples)
+    if not samples:
+        raise ValueError("parity needs at least one image")
+    size = common_input_size([reference, *exports.values()])
+    labels = labels or reference.num_classes
+    has_truth = all(s.label is not None for s in samples)
+    ignore = samples[0].ignore_label if has_truth else None
+    rows = {name: {"agree": 0, "pixels": 0, "image_agreement": [], "max_probability_difference": 0.0,
+                   "vs_reference": _Scores(labels), "truth": _Scores(labels, ignore) if has_truth else None}
+            for name in exports}
+    reference_truth = _Scores(labels, ignore) if has_truth else None
+    for sample in samples:
+        sample = _resized(sample, size)
+        batch = sample.image[None]
+        ref_labels, ref_probabilities = reference(batch)
+        truth = _truth_like(sample.label, ref_labels.shape[1:]) if has_truth else None
+        if has_truth:
+            reference_truth.add(truth[None], ref_labels)
+        for name, runner in exports.items():
+            got_labels, got_probabilities = runner(batch)
+            if got_labels.shape != ref_labels.shape:
+                raise ValueError(f"{name} gives labels of shape {got_labels.shape}, the reference {ref_labels.shape}")
+            row = rows[name]
+            agree = int(np.sum(got_labels == ref_labels))
+            row["agree"] += agree
+            row["pixels"] += ref_labels.size
+            row["image_agreement"].append(agree / ref_labels.size)
+            difference = float(np.max(np.abs(got_probabilities - ref_probabilities)))
+            row["max_probability_difference"] = max(row["max_probability_difference"], difference)
+            row["vs_reference"].add(ref_labels, got_labels)
+            if has_truth:
+                row["truth"].add(truth[None], got_labels)
+    report = {
+        "reference": reference.format,
+        "images": {"source": source, "count": len(samples), "size": list(size) if size else "as given"},
+        "classes": labels,
+        "formats": {},
+    }
+    if has_truth:
+        report["reference_mean_iou"] = reference_truth.mean_iou() * PERCENT
+    for name, row in rows.items():
+        entry = {
+            "file": getattr(exports[name], "name", ""),
+            "pixel_agreement": row["agree"] / row["pixels"] * PERCENT,
+            "worst_image_agreement": min(row["image_agreement"]) * PERCENT,
+            "mean_iou_vs_reference": row["vs_reference"].mean_iou() * PERCENT,
+            "max_probability_difference": row["max_probability_difference"],
+        }
+        if has_truth:
+            entry["mean_iou"] = row["truth"].mean_iou() * PERCENT
+            entry["mean_iou_change"] = entry["mean_iou"] - report["reference_mean_iou"]
+        report["formats"][name] = entry
+    return report
+
+
+def report_text(report):
+    """A short text table of a parity report."""
+    images = report["images"]
+    size = images["size"] if isinstance(images["size"], str) else "x".join(map(str, images["size"]))
+    lines = [f"parity against {report['reference']} on {images['count']} images from {images['source']} "
+             f"(size: {size}, {report['classes']} classes)"]
+    truth = "reference_mean_iou" in report
+    header = f"{'format':<22}{'pixels agreeing':>17}{'worst image':>13}{'mIoU vs ref':>13}{'max |dp|':>10}"
+    if truth:
+        header += f"{'mIoU (truth)':>14}{'change':>9}"
+    lines += [header, "-" * len(header)]
+    if truth:
+        lines.append(f"{report['reference'] + ' (reference)':<22}{'':>17}{'':>13}{'':>13}{'':>10}"
+                     f"{report['reference_mean_iou']:>14.2f}{'':>9}")
+    for name, entry in report["formats"].items():
+        line = (f"{name:<22}{entry['pixel_agreement']:>16.3f}%{entry['worst_image_agreement']:>12.3f}%"
+                f"{entry['mean_iou_vs_reference']:>13.2f}{entry['max_probability_difference']:>10.4f}")
+        if truth:
+            line += f"{entry['mean_iou']:>14.2f}{entry['mean_iou_change']:>+9.2f}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+def report_paths(export_path):
+    export_path = Path(export_path)
+    return (export_path.with_name(export_path.name + ".parity.json"),
+            export_path.with_name(export_path.name + ".parity.txt"))
+
+
+def write_report(report, export_path):
+    """Write ``<export_path>.parity.json`` and ``.parity.txt``; return their paths."""
+    json_path, text_path = report_paths(export_path)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    text_path.write_text(report_text(report))
+    return json_path, text_path
+
+
+DEFAULT_SYNTHETIC_SIZE = (96, 128)
+
+
+def parity_samples(source=None, limit=None, size=None):
+    """Samples to check parity on: ``source`` (see ``tfseg.inference.sources``), else synthetic images.
+
+    Returns ``(samples, description)``.
+    """
+    from tfseg.inference.sources import describe, load_samples, synthetic_samples
+
+    if source is None:
+        count = limit or 4
+        return synthetic_samples(count, size or DEFAULT_SYNTHETIC_SIZE), f"synthetic images ({count})"
+    return load_samples(source, limit), describe(source, limit)
+
+
+def check_and_report(reference, exports, export_path, source=None, limit=None):
+    """Run ``parity_report`` on ``source`` and write it beside ``export_path``; return the report."""
+    size = common_input_size([reference, *exports.values()])
+    samples, description = parity_samples(source, limit, size)
+    report = parity_report(reference, exports, samples, source=description)
+    write_report(report, export_path)
+    return report
