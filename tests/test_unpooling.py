@@ -153,7 +153,7 @@ def test_bad_arguments_and_shapes_are_named():
 
 
 def convert_to_tflite_builtins(model, folder):
-    """SavedModel export, then conversion with TFLITE_BUILTINS only (reference.md section 9)."""
+    """SavedModel export, then conversion with TFLITE_BUILTINS only (Keras 3 models convert through a SavedModel)."""
     model.export(str(folder), verbose=False)
     converter = tf.lite.TFLiteConverter.from_saved_model(str(folder))
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]

@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "tfseg.commands.export",
     "tfseg.commands.predict",
     "tfseg.commands.bench",
+    "tfseg.commands.demo",
 )
 
 
