@@ -39,7 +39,10 @@ def quiet_native_stderr():
 
 def import_tensorflow_quietly():
     if "tensorflow" not in sys.modules:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # The `tfseg` command also hides TensorFlow's C++ error-level notices (e.g. oneDNN's kernel
+        # fall-backs): Python exceptions still report real errors.
+        command_line = os.path.basename(sys.argv[0] if sys.argv else "") == "tfseg"
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if command_line else "2")
     with quiet_native_stderr():
         import keras  # noqa: F401
         import tensorflow  # noqa: F401
