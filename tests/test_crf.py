@@ -6,12 +6,29 @@ images at full 360x480 or small crops/synthetic images, so the file runs in abou
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfseg.crf import PairwiseFilters, PermutohedralLattice, corrupted_unary, dense_crf
+from tfseg.crf import PairwiseFilters, PermutohedralLattice, dense_crf
 from tfseg.data.camvid import IGNORE_LABEL, NUM_CLASSES, load_split
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _tool(name):
+    """A module from tools/ (not a package), loaded by path."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def corrupted_unary(*args, **kwargs):
+    return _tool("crf_unaries").corrupted_unary(*args, **kwargs)
 
 dcrf = pytest.importorskip("pydensecrf.densecrf")
 eigen = pytest.importorskip("pydensecrf.eigen")
@@ -346,14 +363,7 @@ def test_layer_gradients_match_finite_differences(implementation):
 
 
 def _grid_search_tool():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "tools" / "crf_grid_search.py"
-    spec = importlib.util.spec_from_file_location("crf_grid_search", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _tool("crf_grid_search")
 
 
 def test_mean_iou_definition():
