@@ -12,8 +12,10 @@ and run by ``ai_edge_litert``'s interpreter with ``--threads`` threads (XNNPACK 
 pydensecrf's README parameters (Gaussian sxy 3 compat 3, bilateral sxy 80 srgb 13 compat 10)
 unless ``--deeplab``. Lattice construction is included on both sides (pydensecrf: DenseCRF2D,
 setUnaryEnergy, addPairwise*, inference; TFLite: one ``invoke`` on new inputs). Each side runs
-``--repeats`` times, interleaved; the medians give the ratio TFLite / pydensecrf2. Agreement:
-labels of the TFLite output against pydensecrf2's; parity: max |TFLite - TF| of the marginals.
+``--repeats`` times, interleaved; the medians give the ratio TFLite / pydensecrf2 (wall time) and
+the same ratio of process CPU time (less sensitive to other processes on a shared machine; with one
+interpreter thread it is the work done). Agreement: labels of the TFLite output against
+pydensecrf2's; parity: max |TFLite - TF| of the marginals.
 
     python tools/bench_crf_tflite.py [--repeats 7] [--iterations 10] [--threads 2]
     python tools/bench_crf_tflite.py --profile     # build vs iterations, per case
@@ -61,6 +63,18 @@ def pydensecrf_marginals(image, unary, iterations, params):
     return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
 
 
+def input_shapes(unary_shape):
+    """[image shape, unary shape] with a batch of one."""
+    return [(1,) + unary_shape[:2] + (3,), (1,) + unary_shape]
+
+
+def export_shapes(shapes, args):
+    """The shapes the file is converted with: as given, or height and width left dynamic."""
+    if not args.dynamic_size:
+        return shapes
+    return [(shape[0], None, None, shape[3]) for shape in shapes]
+
+
 def convert(function, shapes):
     """TFLite flatbuffer (builtin ops only) of a tf.function of uint8 image and float32 unary."""
     import tensorflow as tf
@@ -73,14 +87,16 @@ def convert(function, shapes):
 
 
 class TFLiteRunner:
-    """One interpreter for a converted (image, unary) -> output file."""
+    """One interpreter for a converted (image, unary) -> output file, inputs sized to ``shapes``."""
 
-    def __init__(self, content, threads):
+    def __init__(self, content, threads, shapes):
         from ai_edge_litert.interpreter import Interpreter
 
         self.interpreter = Interpreter(model_content=content, num_threads=threads)
-        self.interpreter.allocate_tensors()
         self.inputs = self.interpreter.get_input_details()
+        for detail in self.inputs:
+            self.interpreter.resize_tensor_input(detail["index"], shapes[0] if detail["dtype"] == np.uint8 else shapes[1])
+        self.interpreter.allocate_tensors()
         self.output = self.interpreter.get_output_details()[0]["index"]
 
     def __call__(self, image, unary):
@@ -102,32 +118,36 @@ def benchmark(args, params):
     import tensorflow as tf
 
     cases = make_cases()
-    shape = cases[0][2].shape
-    content = convert(crf_function(args.iterations, params, args.gaussian_filter),
-                      [(1,) + shape[:2] + (3,), (1,) + shape])
-    runner = TFLiteRunner(content, args.threads)
+    shapes = input_shapes(cases[0][2].shape)
+    content = convert(crf_function(args.iterations, params, args.gaussian_filter), export_shapes(shapes, args))
+    runner = TFLiteRunner(content, args.threads, shapes)
     reference_tf = tf.function(crf_function(args.iterations, params, args.gaussian_filter))
-    print(f"TFLite (builtins only, {len(content) / 1e6:.1f} MB), {args.threads} threads, "
+    size = "dynamic-size" if args.dynamic_size else "fixed-size"
+    print(f"TFLite ({size} file, builtins only, {len(content) / 1e6:.1f} MB), {args.threads} threads, "
           f"{args.iterations} iterations, gaussian_filter={args.gaussian_filter}, params {params}; "
           f"median of {args.repeats} interleaved runs; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':<8} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'agree %':>8} {'|tflite - tf|':>14}")
+    print(f"{'case':<8} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'agree %':>8} {'|tflite - tf|':>14} "
+          f"{'cpu ratio':>10}")
     for name, image, unary in cases:
         ours = runner(image, unary)
         reference = pydensecrf_marginals(image, unary, args.iterations, params)
         tf_marginals = reference_tf(tf.constant(image[None]), tf.constant(unary[None])).numpy()[0]
-        ours_times, reference_times = [], []
+        ours_times, reference_times, ours_cpu, reference_cpu = [], [], [], []
         for _ in range(args.repeats):
-            start = time.perf_counter()
-            runner(image, unary)
-            ours_times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            pydensecrf_marginals(image, unary, args.iterations, params)
-            reference_times.append(time.perf_counter() - start)
+            for run, wall, cpu in ((lambda: runner(image, unary), ours_times, ours_cpu),
+                                   (lambda: pydensecrf_marginals(image, unary, args.iterations, params),
+                                    reference_times, reference_cpu)):
+                start, start_cpu = time.perf_counter(), time.process_time()
+                run()
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
         ours_s, reference_s = statistics.median(ours_times), statistics.median(reference_times)
+        cpu_ratio = statistics.median(ours_cpu) / statistics.median(reference_cpu)
         agreement = 100.0 * np.mean(ours.argmax(-1) == reference.argmax(-1))
         parity = np.abs(ours - tf_marginals).max()
         print(f"{name:<8} {ours_s:>9.3f} {reference_s:>13.3f} {ours_s / reference_s:>6.2f} {agreement:>8.3f} "
-              f"{parity:>14.1e}   (min {min(ours_times):.3f} / {min(reference_times):.3f})", flush=True)
+              f"{parity:>14.1e} {cpu_ratio:>10.2f}   (min {min(ours_times):.3f} / {min(reference_times):.3f})",
+              flush=True)
 
 
 def profile(args, params):
@@ -137,8 +157,7 @@ def profile(args, params):
     from tfseg.crf import PairwiseFilters
 
     cases = make_cases()
-    shape = cases[0][2].shape
-    shapes = [(1,) + shape[:2] + (3,), (1,) + shape]
+    shapes = input_shapes(cases[0][2].shape)
     kernels = [(params["gaussian_sxy"], None), (params["bilateral_sxy"], params["bilateral_srgb"])]
 
     def build_only(image, unary):
@@ -147,25 +166,27 @@ def profile(args, params):
             index for pair in filters.blur_indices for index in pair]
         return tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs]) + 0.0 * tf.reduce_sum(unary)
 
-    runners = {"build (lattices, normalisations)": TFLiteRunner(convert(build_only, shapes), args.threads)}
+    exported = export_shapes(shapes, args)
+    runners = {"build (lattices, normalisations)": TFLiteRunner(convert(build_only, exported), args.threads, shapes)}
     for iterations in sorted({0, 1, args.iterations}):
         runners[f"dense_crf, {iterations} iterations"] = TFLiteRunner(
-            convert(crf_function(iterations, params, args.gaussian_filter), shapes), args.threads)
+            convert(crf_function(iterations, params, args.gaussian_filter), exported), args.threads, shapes)
     for name, image, unary in cases:
-        times = {label: [] for label in runners}
-        times.update({f"pydensecrf, {n} iterations": [] for n in (0, args.iterations)})
+        runs = dict(runners)
+        for n in (0, args.iterations):
+            runs[f"pydensecrf, {n} iterations"] = lambda image, unary, n=n: pydensecrf_marginals(image, unary, n, params)
+        times = {label: [] for label in runs}
+        cpu = {label: [] for label in runs}
         for _ in range(args.repeats):
-            for label, runner in runners.items():
-                start = time.perf_counter()
-                runner(image, unary)
+            for label, run in runs.items():
+                start, start_cpu = time.perf_counter(), time.process_time()
+                run(image, unary)
                 times[label].append(time.perf_counter() - start)
-            for n in (0, args.iterations):
-                start = time.perf_counter()
-                pydensecrf_marginals(image, unary, n, params)
-                times[f"pydensecrf, {n} iterations"].append(time.perf_counter() - start)
-        print(f"{name}: median of {args.repeats} (min), load average {os.getloadavg()[0]:.1f}")
-        for label, values in times.items():
-            print(f"  {label:<36} {statistics.median(values):.3f} s ({min(values):.3f})", flush=True)
+                cpu[label].append(time.process_time() - start_cpu)
+        print(f"{name}: wall median (min), cpu median; load average {os.getloadavg()[0]:.1f}")
+        for label in runs:
+            print(f"  {label:<36} {statistics.median(times[label]):.3f} s ({min(times[label]):.3f}), "
+                  f"cpu {statistics.median(cpu[label]):.3f} s", flush=True)
 
 
 def main(argv=None):
@@ -176,6 +197,9 @@ def main(argv=None):
     parser.add_argument("--gaussian-filter", default="auto", choices=["auto", "convolution", "lattice"])
     parser.add_argument("--deeplab", action="store_true",
                         help="the grid-searched CamVid parameters (bilateral sxy 20, srgb 3, compat 3)")
+    parser.add_argument("--dynamic-size", action="store_true",
+                        help="convert with dynamic height and width (the spatial lattice is then built at run "
+                             "time; a fixed-size file carries it as constants)")
     parser.add_argument("--profile", action="store_true", help="build vs iterations instead of the benchmark")
     args = parser.parse_args(argv)
     params = DEEPLAB if args.deeplab else README

@@ -33,6 +33,10 @@ import tensorflow as tf
 _PRIMES = (1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139, 524287, 1048573, 2097143,
            4194301, 8388593, 16777213, 33554393, 67108859, 134217689, 268435399, 536870909, 1073741789)
 PROBE_ROUNDS = 4
+# Tagged keys (key, tag) start probing at (key + tag * _TAG_STRIDE) mod size; keys stay below 2**62
+# (the lattice checks its key space), so the sum stays below 2**63.
+_TAG_STRIDE = 1048583
+_MAX_TAG_BOUND = 2**30
 
 
 def _table_size(count):
@@ -55,35 +59,56 @@ def _rows(mask):
 class HashTable:
     """The distinct values of a 1-D int64 tensor, numbered in order of first occurrence (as ``tf.unique``).
 
+    With ``tags`` (int [N] in [0, ``tag_bound``)), the distinct (key, tag) pairs instead.
+
     After construction: ``ids`` int32 [N] (the number of each element's key), ``representatives``
     int32 [U] (for each number, the index of the first element with that key, increasing),
     ``keys`` int64 [U] (the distinct keys by number) and ``count`` (U, int32 scalar).
     ``lookup(queries)`` gives the number of each query key, -1 where it is absent.
     """
 
-    def __init__(self, keys, rounds=PROBE_ROUNDS):
+    def __init__(self, keys, tags=None, tag_bound=None, rounds=PROBE_ROUNDS):
         keys = tf.convert_to_tensor(keys, tf.int64)
         if keys.shape.rank != 1:
             raise ValueError(f"keys must be 1-D; got shape {keys.shape}")
         if int(rounds) < 1:
             raise ValueError(f"rounds must be at least 1; got {rounds!r}")
+        if (tags is None) != (tag_bound is None):
+            raise ValueError("tags and tag_bound go together: tags int [N] in [0, tag_bound)")
+        if tags is not None:
+            tags = tf.convert_to_tensor(tags, tf.int64)
+            if tags.shape.rank != 1:
+                raise ValueError(f"tags must be 1-D like keys; got shape {tags.shape}")
+            if not 0 < int(tag_bound) <= _MAX_TAG_BOUND:
+                raise ValueError(f"tag_bound must be in [1, {_MAX_TAG_BOUND}]; got {tag_bound!r}")
         self.rounds = int(rounds)
+        self._tagged = tags is not None
         count = tf.shape(keys)[0]
         size = _table_size(count)
-        home = self._home(keys, size)
+        home = self._home(keys if tags is None else keys + tags * _TAG_STRIDE, size)
         elements = tf.range(count)
+
+        def same(owners, element_keys, element_tags):
+            equal = tf.equal(tf.gather(keys, owners), element_keys)
+            if tags is not None:
+                equal = tf.logical_and(equal, tf.equal(tf.gather(tags, owners), element_tags))
+            return equal
+
+        def key_and_tag(rows):
+            return tf.gather(keys, rows), None if tags is None else tf.gather(tags, rows)
+
         # owner[slot]: the smallest element index claiming it (int32 max: empty; the last slot is a sink).
         # The smallest index wins, so a key's owner is its first element.
         # Round 0 for every element (all slots empty): no compaction, no scatter afterwards.
         owner = tf.math.unsorted_segment_min(elements, home, size + 1)
-        placed_first = tf.equal(tf.gather(keys, tf.gather(owner, home)), keys)
+        placed_first = same(tf.gather(owner, home), keys, tags)
         pending = _rows(tf.logical_not(placed_first))
         late_rows, late_slots = [], []
         for round_index in range(1, self.rounds):
             slot = _probe(tf.gather(home, pending), size, round_index)
             empty = tf.gather(owner, slot) >= count
             owner = tf.minimum(owner, tf.math.unsorted_segment_min(pending, tf.where(empty, slot, size), size + 1))
-            placed = tf.equal(tf.gather(keys, tf.gather(owner, slot)), tf.gather(keys, pending))
+            placed = same(tf.gather(owner, slot), *key_and_tag(pending))
             hit = _rows(placed)
             late_rows.append(tf.gather(pending, hit))
             late_slots.append(tf.gather(slot, hit))
@@ -92,6 +117,9 @@ class HashTable:
         occupied = owner < count
         # Keys left after the last round are absent from the table; number them after its keys.
         leftover_keys, leftover_ids = tf.unique(tf.gather(keys, pending), out_idx=tf.int32)
+        if tags is not None:  # number the distinct (key, tag) pairs: key number * tag_bound + tag
+            pairs = tf.cast(leftover_ids, tf.int64) * int(tag_bound) + tf.gather(tags, pending)
+            leftover_keys, leftover_ids = tf.unique(pairs, out_idx=tf.int32)
         leftover_first = tf.math.unsorted_segment_min(pending, leftover_ids, tf.shape(leftover_keys)[0])
         slot_number = tf.cumsum(tf.cast(occupied, tf.int32)) - 1  # a provisional number, in slot order
         table_count = slot_number[-1] + 1
@@ -120,7 +148,9 @@ class HashTable:
         return tf.cast(tf.math.floormod(keys, tf.cast(size, tf.int64)), tf.int32)
 
     def lookup(self, queries):
-        """int32 number of each int64 query key [Q]; -1 where the key is not in the table."""
+        """int32 number of each int64 query key [Q]; -1 where the key is not in the table (untagged tables)."""
+        if self._tagged:
+            raise ValueError("lookup needs a table built without tags")
         queries = tf.convert_to_tensor(queries, tf.int64)
         count = tf.shape(queries)[0]
         home = self._home(queries, self._size)
@@ -154,6 +184,6 @@ class HashTable:
 
 
 def hash_unique(keys, rounds=PROBE_ROUNDS):
-    """``(distinct keys, ids)`` of a 1-D int64 tensor with builtin ops only; see ``HashTable``."""
-    table = HashTable(keys, rounds)
+    """``(distinct keys, ids)`` of a 1-D int64 tensor with builtin ops only, like ``tf.unique``; see ``HashTable``."""
+    table = HashTable(keys, rounds=rounds)
     return table.keys, table.ids

@@ -132,9 +132,11 @@ def _sorting_network(n):
 class _UniqueTable:
     """``HashTable``'s interface on ``tf.unique`` (numbering in first-seen order)."""
 
-    def __init__(self, keys):
+    def __init__(self, keys, tags=None, tag_bound=None):
         self._all_count = tf.shape(keys)[0]
         self.keys, self.ids = tf.unique(keys, out_idx=tf.int32)
+        if tags is not None:  # number the distinct (key, tag) pairs
+            self.keys, self.ids = tf.unique(tf.cast(self.ids, tf.int64) * tag_bound + tags, out_idx=tf.int32)
         self.count = tf.shape(self.keys)[0]
 
     @property
@@ -210,13 +212,12 @@ class PermutohedralLattice:
         if image_index is not None:
             base = base + tf.cast(image_index, tf.int64) * strides[d]
         # Points in the same simplex (same remainder-0 vertex, same ranks) share their d+1 vertices:
-        # number the distinct simplices first (two dedupes over P keys, no overflow-prone
-        # products), compute vertex keys once per simplex (from one representative point: int64
-        # division is not a TFLite builtin), then one dedupe over those.
+        # number the distinct (remainder-0 key, rank code) pairs first, compute vertex keys once
+        # per simplex (from one representative point: int64 division is not a TFLite builtin),
+        # then one dedupe over those.
         radix = d + 1
         rank_code = tf.add_n([rank[j] * radix**j for j in range(d)])  # < radix**d
-        base_id = table(base).ids
-        simplices = table(tf.cast(base_id, tf.int64) * radix**d + rank_code)
+        simplices = table(base, tags=rank_code, tag_bound=radix**d)
         simplex_id = simplices.ids
         self.num_simplices = simplices.count
         representative = simplices.representatives
@@ -239,12 +240,16 @@ class PermutohedralLattice:
 
         # Neighbours along axis j: key - 1 everywhere with key[j] + d (its mirror is "+"). An absent
         # neighbour is sent to row V of the padded value table, which stays zero.
+        # Only the "+" neighbours are looked up: v' = v + step exactly when v = v' - step, so the
+        # "-" neighbours are the inverse map (a segment max over the found pairs).
         steps = [(d + 1) * strides[j] - total_stride for j in range(d)] + [-total_stride]
-        candidates = tf.concat([vertex_keys + sign * step for step in steps for sign in (1, -1)], axis=0)
-        neighbour_id = vertices.lookup(candidates)
-        neighbour_id = tf.where(neighbour_id >= 0, neighbour_id, self.num_vertices)
-        neighbour_id = tf.reshape(neighbour_id, [2 * (d + 1), -1])
-        self.blur_neighbours = [(neighbour_id[2 * j], neighbour_id[2 * j + 1]) for j in range(d + 1)]
+        count = self.num_vertices
+        plus = vertices.lookup(tf.concat([vertex_keys + step for step in steps], axis=0))
+        plus = tf.reshape(tf.where(plus >= 0, plus, count), [d + 1, -1])  # absent: row V
+        self.blur_neighbours = []
+        for j in range(d + 1):
+            minus = tf.math.unsorted_segment_max(tf.range(count), plus[j], count + 1)[:count]
+            self.blur_neighbours.append((tf.where(minus >= 0, minus, count), plus[j]))
         self._sparse_indices = None
 
     # --- the three stages -----------------------------------------------------------------------

@@ -22,6 +22,7 @@ lattice's constant factor cancels and the labels agree with pydensecrf's on 99.9
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Number
 
@@ -43,6 +44,46 @@ def _pixel_grid(height, width):
     return tf.reshape(xs, [-1]), tf.reshape(ys, [-1])
 
 
+class SpatialLattice:
+    """The spatial Gaussian's lattice for a batch of images of a static size, built once at trace time.
+
+    The features (x / sxy, y / sxy) depend only on the image size, so for a static height and width
+    the lattice of one image is built eagerly (same ops, same numbers as at run time) and kept as
+    constants; a (possibly dynamic) batch repeats it with per-image vertex offsets. In a TFLite file
+    of fixed input size it costs nothing at run time. Same attributes as ``PermutohedralLattice``.
+    """
+
+    def __init__(self, height, width, position_std, batch):
+        vertex_index, barycentric, neighbours, vertices = _spatial_lattice_arrays(int(height), int(width),
+                                                                                  float(position_std))
+        self.dimension = 2
+        self.alpha = 1.0 / (1.0 + 2.0**-2)
+        offsets = tf.range(batch) * vertices  # [B]
+        self.num_points = batch * vertex_index.shape[1]
+        self.num_vertices = batch * vertices
+        self.vertex_index = tf.reshape(tf.transpose(vertex_index[None] + offsets[:, None, None], [1, 0, 2]),
+                                       [3, -1])  # [3, B P], images one after the other
+        self.barycentric = tf.tile(tf.constant(barycentric), [1, batch])
+
+        def repeat(neighbour):  # absent (= vertices) -> absent (= B vertices)
+            present = neighbour < vertices
+            return tf.reshape(tf.where(present[None], neighbour[None] + offsets[:, None], self.num_vertices), [-1])
+
+        self.blur_neighbours = [(repeat(minus), repeat(plus)) for minus, plus in neighbours]
+
+
+@functools.lru_cache(maxsize=16)
+def _spatial_lattice_arrays(height, width, position_std):
+    """numpy (vertex_index [3, P], barycentric [3, P], blur neighbours, vertex count) of one image."""
+    with tf.init_scope():  # eager, also while a tf.function is being traced
+        xs, ys = _pixel_grid(height, width)
+        sxy = np.float32(position_std)
+        lattice = PermutohedralLattice([xs / sxy, ys / sxy])
+        neighbours = [(minus.numpy(), plus.numpy()) for minus, plus in lattice.blur_neighbours]
+        return (lattice.vertex_index.numpy(), lattice.barycentric.numpy(), neighbours,
+                int(lattice.num_vertices))
+
+
 def check_options(implementation, gaussian_filter, **iteration_counts):
     """Validate the options shared by ``dense_crf`` and ``tfseg.layers.DenseCRF``; errors name the argument."""
     if implementation not in IMPLEMENTATIONS:
@@ -52,6 +93,13 @@ def check_options(implementation, gaussian_filter, **iteration_counts):
     for name, value in iteration_counts.items():
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+
+
+def check_widths(**widths):
+    """Kernel standard deviations (``gaussian_sxy``, ...) must be positive finite numbers; errors name them."""
+    for name, value in widths.items():
+        if not (isinstance(value, Number) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number; got {value!r}")
 
 
 def _resolve_gaussian_filter(gaussian_filter):
@@ -130,6 +178,10 @@ class PairwiseFilters:
             if color_std is None and _resolve_gaussian_filter(gaussian_filter) == "convolution":
                 self.terms.append(("convolution", ConvolutionGaussianFilter(image, position_std)))
                 continue
+            static_size = image.shape[1] is not None and image.shape[2] is not None
+            if color_std is None and implementation == "portable" and static_size:
+                self.terms.append(("lattice", SpatialLattice(image.shape[1], image.shape[2], position_std, self.batch)))
+                continue
             sxy = np.float32(position_std)
             features = [tf.tile(xs / sxy, [self.batch]), tf.tile(ys / sxy, [self.batch])]
             if color_std is not None:
@@ -184,6 +236,16 @@ class PairwiseFilters:
             table = table + 0.5 * (tf.gather(table, minus) + tf.gather(table, plus))
         return table
 
+    def _doubled_blur(self, table):
+        """``2**len(blur_indices)`` times ``_blur(table)``: one ADD_N per axis (2 t + t_minus + t_plus).
+
+        Every row is doubled on every axis (a missing axis gathers the zero row twice), so the
+        factor is the same for all lattices; the portable weights divide it out.
+        """
+        for minus, plus in self.blur_indices:
+            table = tf.add_n([table, table, tf.gather(table, minus), tf.gather(table, plus)])
+        return table
+
     def _entry_weights(self):
         """Portable path: entry-major [E, P] vertex rows and splat/slice weights, E = sum_k (d_k + 1).
 
@@ -197,13 +259,15 @@ class PairwiseFilters:
         self._flat_entry_rows = tf.reshape(self.entry_rows, [-1])
         weights = tf.concat([lattice.barycentric for lattice in lattices], axis=0)  # [E, P]
         table = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1, 1]), self._flat_entry_rows, self.table_rows)
-        sliced = tf.gather(self._blur(table)[:, 0], self.entry_rows) * weights  # [E, P]
+        sliced = tf.gather(self._doubled_blur(table)[:, 0], self.entry_rows) * weights  # [E, P]
         bounds = np.cumsum([0] + [lattice.dimension + 1 for lattice in lattices])
         ones = tf.stack([tf.reduce_sum(sliced[a:b], axis=0) for a, b in zip(bounds[:-1], bounds[1:])])  # [K, P]
-        norms = tf.math.rsqrt(ones * self._alphas[:, None] + 1e-20)
+        undo_doubling = 2.0 ** -len(self.blur_indices)  # exact: a power of two
+        alphas = self._alphas * np.float32(undo_doubling)
+        norms = tf.math.rsqrt(ones * alphas[:, None] + 1e-20)
         entry_norms = tf.gather(norms, self.entry_lattice)  # [E, P]
         self.splat_weights = weights * entry_norms
-        self.slice_weights = weights * entry_norms * self._alphas[self.entry_lattice][:, None]
+        self.slice_weights = weights * entry_norms * alphas[self.entry_lattice][:, None]
 
     def _sparse_weights(self):
         """Fast path: per point shard, one sparse index set shared by three value sets.
@@ -288,7 +352,7 @@ class PairwiseFilters:
         # reshape, not [:, :, None] (a STRIDED_SLICE copy in TFLite)
         splat_weights = tf.expand_dims(tf.cast(self.splat_weights, dtype), -1)
         contributions = tf.reshape(splat_weights * tf.expand_dims(points, 0), [-1, labels])
-        table = self._blur(tf.math.unsorted_segment_sum(contributions, self._flat_entry_rows, self.table_rows))
+        table = self._doubled_blur(tf.math.unsorted_segment_sum(contributions, self._flat_entry_rows, self.table_rows))
         if slice_weights is None:
             table = self._transform_table(table, transforms)
             slice_weights = self.slice_weights
@@ -416,8 +480,9 @@ def _sharded_mean_field(unary, filters, transforms, iterations):
 def _check_inputs(image, unary):
     image = tf.convert_to_tensor(image)
     unary = tf.convert_to_tensor(unary)
-    if image.dtype != tf.uint8:
-        raise ValueError(f"image must be uint8 RGB [B, H, W, 3] or [H, W, 3]; got dtype {image.dtype.name}")
+    if image.dtype != tf.uint8 and not image.dtype.is_floating:
+        raise ValueError(f"image must be RGB [B, H, W, 3] or [H, W, 3], uint8 or float in [0, 255]; "
+                         f"got dtype {image.dtype.name}")
     if unary.dtype not in (tf.float32, tf.float64, tf.float16, tf.bfloat16):
         raise ValueError(f"unary must be floating point [B, H, W, C] or [H, W, C]; got dtype {unary.dtype.name}")
     if image.shape.rank not in (3, 4):
@@ -455,11 +520,14 @@ def dense_crf(
 ):
     """Dense CRF mean-field marginals (Krähenbühl & Koltun, NIPS 2011), as pydensecrf's DenseCRF2D.
 
-    ``image``: uint8 RGB [B, H, W, 3] or [H, W, 3]; ``unary``: negative log-probabilities
+    ``image``: RGB [B, H, W, 3] or [H, W, 3], uint8 or float in [0, 255] (as
+    ``tfseg.layers.DenseCRF``); ``unary``: negative log-probabilities
     [B, H, W, C] or [H, W, C]. The parameters mean what they mean in pydensecrf's
     ``addPairwiseGaussian(sxy, compat)`` and ``addPairwiseBilateral(sxy, srgb, rgbim, compat)``
-    (compat: number = Potts, 1-D = diagonal, 2-D = matrix, pydensecrf's signs); a compat of 0
-    (or None) drops that term. Returns Q, the marginals, with the unary's shape and dtype.
+    (compat: number = Potts, 1-D = diagonal, 2-D = matrix, pydensecrf's signs; the layer calls
+    its Potts weights by the same names); a compat of 0 (or None) drops that term. The widths
+    ``*_sxy`` and ``bilateral_srgb`` must be positive. Returns Q, the marginals, with the unary's
+    shape and dtype.
 
     ``implementation``: "fast" (sparse matmul) or "portable" (segment_sum/gather, TFLite
     builtins). ``gaussian_filter``: "convolution" (exact separable Gaussian), "lattice" (as
@@ -470,6 +538,7 @@ def dense_crf(
     """
     image, unary = _check_inputs(image, unary)
     check_options(implementation, gaussian_filter, iterations=iterations)
+    check_widths(gaussian_sxy=gaussian_sxy, bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb)
     options = dict(gaussian_sxy=float(gaussian_sxy), gaussian_compat=gaussian_compat,
                    bilateral_sxy=float(bilateral_sxy), bilateral_srgb=float(bilateral_srgb),
                    bilateral_compat=bilateral_compat,
