@@ -113,10 +113,10 @@ def breakdown(repeats, implementation):
 
     def build_only(im):
         filters = PairwiseFilters(im[None], [(3.0, None), (80.0, 13.0)], implementation)
+        blur = [index for pair in filters.blur_indices for index in pair]
         if implementation == "fast":
-            return [m.values for m in filters.splat_matrices + filters.slice_matrices] + [
-                index for pair in filters.blur_indices for index in pair]
-        return [t[2] for t in filters.terms]
+            return [m.values for m in filters.splat_matrices + filters.slice_matrices] + blur
+        return [filters.splat_weights, filters.slice_weights, filters.entry_rows] + blur
 
     runs = {"lattice build (both kernels, with normalisation)": (tf.function(build_only), (image,))}
     for iterations in (0, 5, 10):

@@ -2,7 +2,8 @@
 
 ``dense_crf(implementation="portable")`` at 360x480 with 12 labels is converted to a TFLite file
 with TFLITE_BUILTINS only (fixed input shapes [1, 360, 480, 3] uint8 and [1, 360, 480, 12] float32)
-and run by ``ai_edge_litert``'s interpreter with ``--threads`` threads (XNNPACK on). Cases:
+and run by ``ai_edge_litert``'s interpreter with ``--threads`` threads (XNNPACK on; also off with
+``--no-xnnpack``), all settings interleaved in one loop with pydensecrf2. Cases:
 
 - camvid: CamVid val image 0 with the unary from its ground truth by ``corrupted_unary``
   (tools/crf_unaries.py, seed 0, 12 labels as tools/bench_crf.py);
@@ -17,8 +18,11 @@ the same ratio of process CPU time (less sensitive to other processes on a share
 interpreter thread it is the work done). Agreement: labels of the TFLite output against
 pydensecrf2's; parity: max |TFLite - TF| of the marginals.
 
-    python tools/bench_crf_tflite.py [--repeats 7] [--iterations 10] [--threads 2]
-    python tools/bench_crf_tflite.py --profile     # build vs iterations, per case
+    python tools/bench_crf_tflite.py [--repeats 7] [--iterations 10] [--threads 1 2] [--no-xnnpack]
+    python tools/bench_crf_tflite.py --dynamic-size    # the spatial lattice built at run time too
+    python tools/bench_crf_tflite.py --profile         # build vs iterations, per case
+    PYTHONPATH=/tmp/base python tools/bench_crf_tflite.py --repeats 1 --save /tmp/base.tflite
+    python tools/bench_crf_tflite.py --compare /tmp/base.tflite   # another version, same run
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# appended, so that a PYTHONPATH naming another tfseg checkout (to convert its version) comes first
+sys.path.append(str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 README = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0, bilateral_compat=10.0)
@@ -87,15 +92,23 @@ def convert(function, shapes):
 
 
 class TFLiteRunner:
-    """One interpreter for a converted (image, unary) -> output file, inputs sized to ``shapes``."""
+    """One interpreter for a converted (image, unary) -> output file, inputs sized to ``shapes``.
 
-    def __init__(self, content, threads, shapes):
-        from ai_edge_litert.interpreter import Interpreter
+    ``setting``: "N threads" (XNNPACK, the default delegate, on) or "N threads, no XNNPACK".
+    """
 
-        self.interpreter = Interpreter(model_content=content, num_threads=threads)
+    def __init__(self, content, setting, shapes):
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        threads = int(setting.split()[0])
+        resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if "no XNNPACK" in setting
+                    else OpResolverType.AUTO)
+        self.interpreter = Interpreter(model_content=content, num_threads=threads,
+                                       experimental_op_resolver_type=resolver)
         self.inputs = self.interpreter.get_input_details()
         for detail in self.inputs:
-            self.interpreter.resize_tensor_input(detail["index"], shapes[0] if detail["dtype"] == np.uint8 else shapes[1])
+            shape = shapes[0] if detail["dtype"] == np.uint8 else shapes[1]
+            self.interpreter.resize_tensor_input(detail["index"], shape)
         self.interpreter.allocate_tensors()
         self.output = self.interpreter.get_output_details()[0]["index"]
 
@@ -105,6 +118,20 @@ class TFLiteRunner:
         self.interpreter.invoke()
         output = self.interpreter.get_tensor(self.output)
         return output[0] if output.ndim else output
+
+
+def settings(args):
+    """Interpreter settings to compare: each thread count, with XNNPACK and (--no-xnnpack) without."""
+    return [f"{threads} threads" + suffix for threads in args.threads
+            for suffix in ([""] + ([", no XNNPACK"] if args.no_xnnpack else []))]
+
+
+def timed(run, wall, cpu):
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = run()
+    wall.append(time.perf_counter() - start)
+    cpu.append(time.process_time() - start_cpu)
+    return result
 
 
 def crf_function(iterations, params, gaussian_filter):
@@ -120,34 +147,38 @@ def benchmark(args, params):
     cases = make_cases()
     shapes = input_shapes(cases[0][2].shape)
     content = convert(crf_function(args.iterations, params, args.gaussian_filter), export_shapes(shapes, args))
-    runner = TFLiteRunner(content, args.threads, shapes)
+    if args.save:
+        Path(args.save).write_bytes(content)
+    runners = {setting: TFLiteRunner(content, setting, shapes) for setting in settings(args)}
+    for path in args.compare:  # other files of the same function (e.g. converted from another checkout)
+        runners[f"{Path(path).name}, {settings(args)[0]}"] = TFLiteRunner(Path(path).read_bytes(), settings(args)[0],
+                                                                         shapes)
     reference_tf = tf.function(crf_function(args.iterations, params, args.gaussian_filter))
     size = "dynamic-size" if args.dynamic_size else "fixed-size"
-    print(f"TFLite ({size} file, builtins only, {len(content) / 1e6:.1f} MB), {args.threads} threads, "
-          f"{args.iterations} iterations, gaussian_filter={args.gaussian_filter}, params {params}; "
-          f"median of {args.repeats} interleaved runs; load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':<8} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'agree %':>8} {'|tflite - tf|':>14} "
-          f"{'cpu ratio':>10}")
+    print(f"TFLite ({size} file, builtins only, {len(content) / 1e6:.1f} MB), {args.iterations} iterations, "
+          f"gaussian_filter={args.gaussian_filter}, params {params}; median of {args.repeats} interleaved runs; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    print(f"{'case':<8} {'interpreter':<32} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'cpu ratio':>10} "
+          f"{'agree %':>8} {'|tflite - tf|':>14}")
     for name, image, unary in cases:
-        ours = runner(image, unary)
         reference = pydensecrf_marginals(image, unary, args.iterations, params)
         tf_marginals = reference_tf(tf.constant(image[None]), tf.constant(unary[None])).numpy()[0]
-        ours_times, reference_times, ours_cpu, reference_cpu = [], [], [], []
+        outputs = {setting: runner(image, unary) for setting, runner in runners.items()}  # warm-up
+        wall = {key: [] for key in list(runners) + ["pydensecrf"]}
+        cpu = {key: [] for key in wall}
         for _ in range(args.repeats):
-            for run, wall, cpu in ((lambda: runner(image, unary), ours_times, ours_cpu),
-                                   (lambda: pydensecrf_marginals(image, unary, args.iterations, params),
-                                    reference_times, reference_cpu)):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                run()
-                wall.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-        ours_s, reference_s = statistics.median(ours_times), statistics.median(reference_times)
-        cpu_ratio = statistics.median(ours_cpu) / statistics.median(reference_cpu)
-        agreement = 100.0 * np.mean(ours.argmax(-1) == reference.argmax(-1))
-        parity = np.abs(ours - tf_marginals).max()
-        print(f"{name:<8} {ours_s:>9.3f} {reference_s:>13.3f} {ours_s / reference_s:>6.2f} {agreement:>8.3f} "
-              f"{parity:>14.1e} {cpu_ratio:>10.2f}   (min {min(ours_times):.3f} / {min(reference_times):.3f})",
-              flush=True)
+            for setting, runner in runners.items():
+                timed(lambda: runner(image, unary), wall[setting], cpu[setting])
+            timed(lambda: pydensecrf_marginals(image, unary, args.iterations, params), wall["pydensecrf"],
+                  cpu["pydensecrf"])
+        reference_s, reference_cpu = statistics.median(wall["pydensecrf"]), statistics.median(cpu["pydensecrf"])
+        for setting, ours in outputs.items():
+            ours_s = statistics.median(wall[setting])
+            agreement = 100.0 * np.mean(ours.argmax(-1) == reference.argmax(-1))
+            parity = np.abs(ours - tf_marginals).max()
+            print(f"{name:<8} {setting:<32} {ours_s:>9.3f} {reference_s:>13.3f} {ours_s / reference_s:>6.2f} "
+                  f"{statistics.median(cpu[setting]) / reference_cpu:>10.2f} {agreement:>8.3f} {parity:>14.1e}"
+                  f"   (min {min(wall[setting]):.3f} / {min(wall['pydensecrf']):.3f})", flush=True)
 
 
 def profile(args, params):
@@ -167,23 +198,22 @@ def profile(args, params):
         return tf.add_n([tf.reduce_sum(tf.cast(o, tf.float32)) for o in outputs]) + 0.0 * tf.reduce_sum(unary)
 
     exported = export_shapes(shapes, args)
-    runners = {"build (lattices, normalisations)": TFLiteRunner(convert(build_only, exported), args.threads, shapes)}
+    setting = settings(args)[0]
+    runners = {"build (lattices, normalisations)": TFLiteRunner(convert(build_only, exported), setting, shapes)}
     for iterations in sorted({0, 1, args.iterations}):
         runners[f"dense_crf, {iterations} iterations"] = TFLiteRunner(
-            convert(crf_function(iterations, params, args.gaussian_filter), exported), args.threads, shapes)
+            convert(crf_function(iterations, params, args.gaussian_filter), exported), setting, shapes)
     for name, image, unary in cases:
         runs = dict(runners)
         for n in (0, args.iterations):
-            runs[f"pydensecrf, {n} iterations"] = lambda image, unary, n=n: pydensecrf_marginals(image, unary, n, params)
+            runs[f"pydensecrf, {n} iterations"] = (
+                lambda image, unary, n=n: pydensecrf_marginals(image, unary, n, params))
         times = {label: [] for label in runs}
         cpu = {label: [] for label in runs}
         for _ in range(args.repeats):
             for label, run in runs.items():
-                start, start_cpu = time.perf_counter(), time.process_time()
-                run(image, unary)
-                times[label].append(time.perf_counter() - start)
-                cpu[label].append(time.process_time() - start_cpu)
-        print(f"{name}: wall median (min), cpu median; load average {os.getloadavg()[0]:.1f}")
+                timed(lambda: run(image, unary), times[label], cpu[label])
+        print(f"{name} ({setting}): wall median (min), cpu median; load average {os.getloadavg()[0]:.1f}")
         for label in runs:
             print(f"  {label:<36} {statistics.median(times[label]):.3f} s ({min(times[label]):.3f}), "
                   f"cpu {statistics.median(cpu[label]):.3f} s", flush=True)
@@ -193,13 +223,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2, help="interpreter threads (XNNPACK)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[2], help="interpreter thread counts to compare")
+    parser.add_argument("--no-xnnpack", action="store_true",
+                        help="also run each thread count without the XNNPACK delegate (builtin kernels only)")
     parser.add_argument("--gaussian-filter", default="auto", choices=["auto", "convolution", "lattice"])
     parser.add_argument("--deeplab", action="store_true",
                         help="the grid-searched CamVid parameters (bilateral sxy 20, srgb 3, compat 3)")
     parser.add_argument("--dynamic-size", action="store_true",
                         help="convert with dynamic height and width (the spatial lattice is then built at run "
                              "time; a fixed-size file carries it as constants)")
+    parser.add_argument("--save", metavar="PATH", help="write the converted TFLite file there")
+    parser.add_argument("--compare", metavar="PATH", nargs="+", default=[],
+                        help="also time these TFLite files of the same function (e.g. --save'd from another "
+                             "checkout with PYTHONPATH pointing at it), interleaved with the rest")
     parser.add_argument("--profile", action="store_true", help="build vs iterations instead of the benchmark")
     args = parser.parse_args(argv)
     params = DEEPLAB if args.deeplab else README

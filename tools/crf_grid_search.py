@@ -3,10 +3,10 @@
 DeepLab (Chen et al. 2015) fixed the Gaussian term and searched the bilateral weight and
 standard deviations on a small subset of val with 10 mean-field iterations. We do the same on
 ``--search-images`` val images (spread evenly over the split), with unaries made from the
-ground truth by ``corrupted_unary`` (tools/crf_unaries.py) (boundary blur of a stride-8 network plus blob
-noise), since no trained network is involved here. Then the chosen parameters are applied to
-``--eval-images`` val images spread evenly over the split (all 101 with ``--eval-images 0``)
-and to their held-out part (minus the search images), and the mean IoU before (argmax of the
+ground truth by ``corrupted_unary`` (tools/crf_unaries.py: boundary blur of a stride-8 network
+plus blob noise), since no trained network is involved here. Then the chosen parameters are
+applied to ``--eval-images`` val images spread evenly over the split (all 101 with
+``--eval-images 0``) and to their held-out part (minus the search images), and the mean IoU before (argmax of the
 unary) and after the CRF is printed.
 
 mIoU: confusion matrix n_ij (truth i, prediction j) over non-void pixels, IoU_i =

@@ -6,16 +6,19 @@ This reproduces, step for step, the lattice in Krähenbühl & Koltun's dense-CRF
 a [0.5, 1, 0.5] blur along the d + 1 lattice axes and slicing with the magic
 ``alpha = 1 / (1 + 2**-d)``.
 
-Hashing without a hash table (only TFLite builtins): every lattice vertex key (its first d
-integer coordinates, plus the image index of a batch) is flattened into one int64 using
-per-dimension ranges padded by ``2d`` on both sides, so a neighbour key is the vertex key plus a
-constant offset and can never collide with a real vertex of another place. Points are first
-grouped by enclosing simplex (``tf.unique`` over their remainder-0 vertex, then over that and
-their ranks), vertex keys are computed once per simplex, one ``tf.unique`` numbers the
-vertices, and a last one over the vertex keys followed by all their neighbour keys finds the
-neighbours: an absent neighbour gets an id >= the vertex count and is redirected to a zero row.
-Limit: the product of the padded key ranges times the batch size must stay below 2**63 (far
-beyond photographs with the usual parameters; e.g. 1000x1000, sxy = srgb = 1 uses ~4e17).
+Hashing with TFLite builtins only: every lattice vertex key (its first d integer coordinates,
+plus the image index of a batch) is flattened into one int64 using per-dimension ranges padded
+by ``2d`` on both sides, so a neighbour key is the vertex key plus a constant offset and can
+never collide with a real vertex of another place. Points are first grouped by enclosing
+simplex (the distinct (remainder-0 key, rank code) pairs), vertex keys are computed once per
+simplex, one dedupe numbers the vertices, and lookups of the vertex keys plus each axis step find
+the blur neighbours (an absent one is redirected to a zero row). Dedupe and lookup are
+``tf.unique`` (``hashing="unique"``, fast in TensorFlow) or ``tfseg.crf.hashing.HashTable``
+(``hashing="table"``: the same numbering, without TFLite's slow std::map-based UNIQUE).
+Limit: the product of the padded key ranges times the batch size must stay below 2**62 (far
+beyond photographs with the usual parameters; e.g. 1000x1000, sxy = srgb = 1 uses ~4e17), and
+(d+1) x points below 2**31; beyond that the lattice raises (TFLite, which drops assertions:
+NaN output).
 
 The lattice structure (which vertices each pixel touches, with which weights, and the blur
 neighbours) depends on the features only; it is built once per image and reused by every
@@ -174,7 +177,8 @@ class PermutohedralLattice:
     ``features``: float32 [P, d], or a list of d float32 [P] columns (already divided by the
     kernel's standard deviations). ``image_index``: optional int32 [P], the batch image each
     point belongs to; points of different images never share a vertex, so one lattice filters
-    a whole batch independently.
+    a whole batch independently. ``hashing``: "unique" (tf.unique) or "table" (``HashTable``,
+    for TFLite); both give the same lattice, numbering included.
     """
 
     def __init__(self, features, image_index=None, hashing="unique"):

@@ -10,7 +10,12 @@ Two ways to filter, chosen with ``implementation``:
 - ``"fast"``: lattice splat/slice as ``tf.sparse.sparse_dense_matmul`` against the sparse
   (points x vertices) matrix of barycentric weights;
 - ``"portable"``: the same lattice with ``unsorted_segment_sum`` + ``gather`` only, which
-  converts to TFLite builtins (no Flex ops).
+  converts to TFLite builtins (no Flex ops); its lattice keys go through
+  ``tfseg.crf.hashing.HashTable`` (TFLite's UNIQUE is far too slow on long inputs), the state
+  stays [points, labels] across iterations, and for a static image size the spatial
+  Gaussian's lattice (which depends on the size only) is built at trace time and kept as
+  constants (``SpatialLattice``). Measured in the LiteRT interpreter by
+  tools/bench_crf_tflite.py (tools/results/crf.md).
 
 The spatial Gaussian term is filtered on its own 2-D lattice, exactly as pydensecrf does (the
 default: on the fast path it shares the bilateral lattice's splat and slice matmuls, which
