@@ -5,10 +5,10 @@ with TFLITE_BUILTINS only (fixed input shapes [1, 360, 480, 3] uint8 and [1, 360
 and run by ``ai_edge_litert``'s interpreter with ``--threads`` threads (XNNPACK on; also off with
 ``--no-xnnpack``), all settings interleaved in one loop with pydensecrf2. Cases:
 
-- camvid: CamVid val image 0 with the unary from its ground truth by ``corrupted_unary``
-  (tools/crf_unaries.py, seed 0, 12 labels as tools/bench_crf.py);
-- noisy: a uniform-noise RGB image (seed 0) with the same unary; its bilateral lattice has about
-  27 times as many vertices as the CamVid image's.
+- camvid: CamVid val image 0 (``--images N``: 0..N-1) with the unary from its ground truth by
+  ``corrupted_unary`` (tools/crf_unaries.py, seed = image index, 12 labels as tools/bench_crf.py);
+- noisy: a uniform-noise RGB image (seed = index) with the same unary; its bilateral lattice has
+  about 27 times as many vertices as the CamVid image's.
 
 pydensecrf's README parameters (Gaussian sxy 3 compat 3, bilateral sxy 80 srgb 13 compat 10)
 unless ``--deeplab``. Lattice construction is included on both sides (pydensecrf: DenseCRF2D,
@@ -45,15 +45,20 @@ DEEPLAB = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=20.0, bilate
 LABELS = 12
 
 
-def make_cases():
+def make_cases(count=1):
+    """(name, image, unary) for the first ``count`` CamVid val images and as many noise images."""
     from crf_unaries import corrupted_unary
 
     from tfseg.data.camvid import load_split
 
-    images, labels = load_split("val", limit=1)
-    unary = corrupted_unary(labels[0], LABELS, seed=0)
-    noisy = np.random.default_rng(0).integers(0, 256, images[0].shape, dtype=np.uint8)
-    return [("camvid", images[0], unary), ("noisy", noisy, unary)]
+    images, labels = load_split("val", limit=count)
+    unaries = [corrupted_unary(label, LABELS, seed=i) for i, label in enumerate(labels)]
+    suffix = (lambda i: f" {i}") if count > 1 else (lambda i: "")
+    cases = [(f"camvid{suffix(i)}", image, unary) for i, (image, unary) in enumerate(zip(images, unaries))]
+    for i, unary in enumerate(unaries):
+        noisy = np.random.default_rng(i).integers(0, 256, images[0].shape, dtype=np.uint8)
+        cases.append((f"noisy{suffix(i)}", noisy, unary))
+    return cases
 
 
 def pydensecrf_marginals(image, unary, iterations, params):
@@ -144,7 +149,7 @@ def crf_function(iterations, params, gaussian_filter):
 def benchmark(args, params):
     import tensorflow as tf
 
-    cases = make_cases()
+    cases = make_cases(args.images)
     shapes = input_shapes(cases[0][2].shape)
     content = convert(crf_function(args.iterations, params, args.gaussian_filter), export_shapes(shapes, args))
     if args.save:
@@ -158,7 +163,7 @@ def benchmark(args, params):
     print(f"TFLite ({size} file, builtins only, {len(content) / 1e6:.1f} MB), {args.iterations} iterations, "
           f"gaussian_filter={args.gaussian_filter}, params {params}; median of {args.repeats} interleaved runs; "
           f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'case':<8} {'interpreter':<32} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'cpu ratio':>10} "
+    print(f"{'case':<9} {'interpreter':<32} {'tflite s':>9} {'pydensecrf s':>13} {'ratio':>6} {'cpu ratio':>10} "
           f"{'agree %':>8} {'|tflite - tf|':>14}")
     for name, image, unary in cases:
         reference = pydensecrf_marginals(image, unary, args.iterations, params)
@@ -176,7 +181,7 @@ def benchmark(args, params):
             ours_s = statistics.median(wall[setting])
             agreement = 100.0 * np.mean(ours.argmax(-1) == reference.argmax(-1))
             parity = np.abs(ours - tf_marginals).max()
-            print(f"{name:<8} {setting:<32} {ours_s:>9.3f} {reference_s:>13.3f} {ours_s / reference_s:>6.2f} "
+            print(f"{name:<9} {setting:<32} {ours_s:>9.3f} {reference_s:>13.3f} {ours_s / reference_s:>6.2f} "
                   f"{statistics.median(cpu[setting]) / reference_cpu:>10.2f} {agreement:>8.3f} {parity:>14.1e}"
                   f"   (min {min(wall[setting]):.3f} / {min(wall['pydensecrf']):.3f})", flush=True)
 
@@ -223,6 +228,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--images", type=int, default=1,
+                        help="CamVid val images (and as many noise images, seeds 0..N-1) to run")
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="interpreter thread counts to compare")
     parser.add_argument("--no-xnnpack", action="store_true",
                         help="also run each thread count without the XNNPACK delegate (builtin kernels only)")

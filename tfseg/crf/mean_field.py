@@ -77,6 +77,12 @@ class SpatialLattice:
         self.blur_neighbours = [(repeat(minus), repeat(plus)) for minus, plus in neighbours]
 
 
+def _eager_available():
+    """Whether code lifted out of the current graph runs eagerly (not so under TF1-style graphs)."""
+    with tf.init_scope():
+        return tf.executing_eagerly()
+
+
 @functools.lru_cache(maxsize=16)
 def _spatial_lattice_arrays(height, width, position_std):
     """numpy (vertex_index [3, P], barycentric [3, P], blur neighbours, vertex count) of one image."""
@@ -184,7 +190,7 @@ class PairwiseFilters:
                 self.terms.append(("convolution", ConvolutionGaussianFilter(image, position_std)))
                 continue
             static_size = image.shape[1] is not None and image.shape[2] is not None
-            if color_std is None and implementation == "portable" and static_size:
+            if color_std is None and implementation == "portable" and static_size and _eager_available():
                 self.terms.append(("lattice", SpatialLattice(image.shape[1], image.shape[2], position_std, self.batch)))
                 continue
             sxy = np.float32(position_std)
