@@ -84,3 +84,76 @@ def test_dynamic_size_model_exports_and_converts(tmp_path):
         assert_matches(restored.serve([image, logits]).numpy(), expected)
         if batch == 1:
             assert_matches(run_tflite(tflite, image, logits), expected)
+
+
+def convert_function_builtins_only(function, shapes):
+    """TFLite flatbuffer of a tf.function of (uint8 image, float32 unary) with builtin ops only."""
+    specs = [tf.TensorSpec(shapes[0], tf.uint8), tf.TensorSpec(shapes[1], tf.float32)]
+    concrete = tf.function(function, input_signature=specs).get_concrete_function()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
+
+
+def camvid_crop_cases():
+    """A CamVid val crop with a corrupted ground-truth unary, and uniform noise with the same unary."""
+    import importlib.util
+    from pathlib import Path
+
+    from tfseg.data.camvid import load_split
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "crf_unaries.py"
+    spec = importlib.util.spec_from_file_location("crf_unaries", path)
+    unaries = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unaries)
+    images, labels = load_split("val", limit=1)
+    image, label = images[0][140:236, 176:304], labels[0][140:236, 176:304]  # 96x128
+    unary = unaries.corrupted_unary(label, 12, seed=0)
+    noisy = np.random.default_rng(0).integers(0, 256, image.shape, dtype=np.uint8)
+    return [("camvid", image, unary), ("noisy", noisy, unary)]
+
+
+@pytest.mark.parametrize("dynamic_size", [False, True], ids=["fixed-size", "dynamic-size"])
+def test_portable_dense_crf_in_litert_matches_tf_and_pydensecrf(dynamic_size):
+    """dense_crf(implementation="portable") in the interpreter: TF's marginals, pydensecrf2's labels.
+
+    The fixed-size file carries the spatial lattice as constants, the dynamic-size file builds it.
+    """
+    from tfseg.crf import dense_crf
+
+    params = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0,
+                  bilateral_compat=10.0, iterations=5, implementation="portable")
+    cases = camvid_crop_cases()
+    height, width = cases[0][1].shape[:2]
+    shape = (None, None) if dynamic_size else (height, width)
+    content = convert_function_builtins_only(lambda image, unary: dense_crf(image, unary, **params),
+                                             [(1,) + shape + (3,), (1,) + shape + (12,)])
+    for name, image, unary in cases:
+        got = run_tflite(content, image[None], unary[None])[0]
+        expected = dense_crf(image, unary, **params).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        try:
+            import pydensecrf.densecrf as dcrf
+        except ImportError:
+            continue
+        crf = dcrf.DenseCRF2D(width, height, 12)
+        crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, 12).T))
+        crf.addPairwiseGaussian(sxy=3.0, compat=3.0)
+        crf.addPairwiseBilateral(sxy=80.0, srgb=13.0, rgbim=np.ascontiguousarray(image), compat=10.0)
+        reference = np.array(crf.inference(5)).T.reshape(height, width, 12)
+        agreement = np.mean(got.argmax(-1) == reference.argmax(-1))
+        print(f"{name}: TFLite vs pydensecrf2 label agreement {agreement:.5f}")
+        assert agreement >= 0.999, (name, agreement)
+
+
+def test_overflowing_lattice_keys_give_nan_in_litert():
+    """TFLite drops assertions: keys that would overflow int64 make the output NaN instead of wrong."""
+    from tfseg.crf import dense_crf
+
+    content = convert_function_builtins_only(
+        lambda image, unary: dense_crf(image, unary, bilateral_sxy=1e-4, bilateral_srgb=1e-4, iterations=1,
+                                       implementation="portable"), [(1, 6, 7, 3), (1, 6, 7, 2)])
+    rng = np.random.default_rng(12)
+    image = rng.integers(0, 256, (1, 6, 7, 3), dtype=np.uint8)
+    unary = rng.uniform(0.0, 3.0, (1, 6, 7, 2)).astype(np.float32)
+    assert np.isnan(run_tflite(content, image, unary)).all()

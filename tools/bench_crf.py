@@ -1,7 +1,7 @@
 """Wall time of tfseg's dense CRF against pydensecrf2 on the same inputs.
 
 Cases: a 360x480 CamVid val image with 12 labels and the same image resized to 375x500 with
-21 labels (the Pascal VOC setting), unaries from ``tfseg.crf.corrupted_unary``; 5 and 10
+21 labels (the Pascal VOC setting), unaries from ``corrupted_unary`` (tools/crf_unaries.py); 5 and 10
 mean-field iterations; pydensecrf's README parameters (Gaussian sxy 3 compat 3, bilateral
 sxy 80 srgb 13 compat 10) unless overridden. Lattice construction is included on both sides:
 pydensecrf's timing covers DenseCRF2D construction, setUnaryEnergy, addPairwise* (which build
@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # crf_unaries, also when loaded by path
 
 
 def pydensecrf_marginals(image, unary, iterations, params):
@@ -41,7 +42,7 @@ def pydensecrf_marginals(image, unary, iterations, params):
 
 
 def make_cases():
-    from tfseg.crf import corrupted_unary
+    from crf_unaries import corrupted_unary
     from tfseg.data.camvid import load_split
 
     images, labels = load_split("val", limit=1)
@@ -55,7 +56,8 @@ def make_cases():
 
 def agreement(count, implementation):
     """Per-image label agreement with pydensecrf2 on CamVid val images (corrupted-GT unaries)."""
-    from tfseg.crf import corrupted_unary, dense_crf
+    from crf_unaries import corrupted_unary
+    from tfseg.crf import dense_crf
     from tfseg.data.camvid import IGNORE_LABEL, NUM_CLASSES, load_split
 
     images, labels = load_split("val", limit=count)
@@ -111,9 +113,10 @@ def breakdown(repeats, implementation):
 
     def build_only(im):
         filters = PairwiseFilters(im[None], [(3.0, None), (80.0, 13.0)], implementation)
+        blur = [index for pair in filters.blur_indices for index in pair]
         if implementation == "fast":
-            return [m.values for m in filters.splat_matrices + filters.slice_matrices] + filters.blur_indices
-        return [t[2] for t in filters.terms]
+            return [m.values for m in filters.splat_matrices + filters.slice_matrices] + blur
+        return [filters.splat_weights, filters.slice_weights, filters.entry_rows] + blur
 
     runs = {"lattice build (both kernels, with normalisation)": (tf.function(build_only), (image,))}
     for iterations in (0, 5, 10):

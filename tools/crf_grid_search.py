@@ -3,10 +3,10 @@
 DeepLab (Chen et al. 2015) fixed the Gaussian term and searched the bilateral weight and
 standard deviations on a small subset of val with 10 mean-field iterations. We do the same on
 ``--search-images`` val images (spread evenly over the split), with unaries made from the
-ground truth by ``tfseg.crf.corrupted_unary`` (boundary blur of a stride-8 network plus blob
-noise), since no trained network is involved here. Then the chosen parameters are applied to
-``--eval-images`` val images spread evenly over the split (all 101 with ``--eval-images 0``)
-and to their held-out part (minus the search images), and the mean IoU before (argmax of the
+ground truth by ``corrupted_unary`` (tools/crf_unaries.py: boundary blur of a stride-8 network
+plus blob noise), since no trained network is involved here. Then the chosen parameters are
+applied to ``--eval-images`` val images spread evenly over the split (all 101 with
+``--eval-images 0``) and to their held-out part (minus the search images), and the mean IoU before (argmax of the
 unary) and after the CRF is printed.
 
 mIoU: confusion matrix n_ij (truth i, prediction j) over non-void pixels, IoU_i =
@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # crf_unaries, also when loaded by path
 
 GAUSSIAN = dict(gaussian_sxy=3.0, gaussian_compat=3.0)  # fixed, as DeepLab fixed its position term
 GRID = dict(bilateral_compat=[1.0, 3.0, 5.0], bilateral_sxy=[20.0, 40.0, 80.0], bilateral_srgb=[3.0, 5.0, 10.0])
@@ -52,7 +53,7 @@ def mean_iou(confusion):
 
 
 def make_unaries(labels, indices, num_classes, ignore_label):
-    from tfseg.crf import corrupted_unary
+    from crf_unaries import corrupted_unary
 
     return np.stack([corrupted_unary(labels[i], num_classes, ignore_label=ignore_label, seed=int(i))
                      for i in indices])

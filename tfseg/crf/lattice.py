@@ -6,16 +6,19 @@ This reproduces, step for step, the lattice in Krähenbühl & Koltun's dense-CRF
 a [0.5, 1, 0.5] blur along the d + 1 lattice axes and slicing with the magic
 ``alpha = 1 / (1 + 2**-d)``.
 
-Hashing without a hash table (only TFLite builtins): every lattice vertex key (its first d
-integer coordinates, plus the image index of a batch) is flattened into one int64 using
-per-dimension ranges padded by ``2d`` on both sides, so a neighbour key is the vertex key plus a
-constant offset and can never collide with a real vertex of another place. Points are first
-grouped by enclosing simplex (``tf.unique`` over their remainder-0 vertex, then over that and
-their ranks), vertex keys are computed once per simplex, one ``tf.unique`` numbers the
-vertices, and a last one over the vertex keys followed by all their neighbour keys finds the
-neighbours: an absent neighbour gets an id >= the vertex count and is redirected to a zero row.
-Limit: the product of the padded key ranges times the batch size must stay below 2**63 (far
-beyond photographs with the usual parameters; e.g. 1000x1000, sxy = srgb = 1 uses ~4e17).
+Hashing with TFLite builtins only: every lattice vertex key (its first d integer coordinates,
+plus the image index of a batch) is flattened into one int64 using per-dimension ranges padded
+by ``2d`` on both sides, so a neighbour key is the vertex key plus a constant offset and can
+never collide with a real vertex of another place. Points are first grouped by enclosing
+simplex (the distinct (remainder-0 key, rank code) pairs), vertex keys are computed once per
+simplex, one dedupe numbers the vertices, and lookups of the vertex keys plus each axis step find
+the blur neighbours (an absent one is redirected to a zero row). Dedupe and lookup are
+``tf.unique`` (``hashing="unique"``, fast in TensorFlow) or ``tfseg.crf.hashing.HashTable``
+(``hashing="table"``: the same numbering, without TFLite's slow std::map-based UNIQUE).
+Limit: the product of the padded key ranges times the batch size must stay below 2**62 (far
+beyond photographs with the usual parameters; e.g. 1000x1000, sxy = srgb = 1 uses ~4e17), and
+(d+1) x points below 2**31; beyond that the lattice raises (TFLite, which drops assertions:
+NaN output).
 
 The lattice structure (which vertices each pixel touches, with which weights, and the blur
 neighbours) depends on the features only; it is built once per image and reused by every
@@ -27,7 +30,15 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfseg.crf.hashing import HashTable
+
 IMPLEMENTATIONS = ("fast", "portable")
+# How lattice keys are deduplicated: tf.unique (fast in TensorFlow) or HashTable (TFLite builtins
+# without TFLite's std::map-based UNIQUE on long inputs).
+HASHINGS = ("unique", "table")
+# Flat keys and their padded ranges must stay below 2**63; entry counts are int32.
+MAX_KEY_SPACE = 2.0**62
+MAX_ENTRIES = 2**31 - 1
 
 
 def _scale_factors(dimension):
@@ -121,16 +132,58 @@ def _sorting_network(n):
     return pairs
 
 
+class _UniqueTable:
+    """``HashTable``'s interface on ``tf.unique`` (numbering in first-seen order)."""
+
+    def __init__(self, keys, tags=None, tag_bound=None):
+        self._all_count = tf.shape(keys)[0]
+        self.keys, self.ids = tf.unique(keys, out_idx=tf.int32)
+        if tags is not None:  # number the distinct (key, tag) pairs
+            self.keys, self.ids = tf.unique(tf.cast(self.ids, tf.int64) * tag_bound + tags, out_idx=tf.int32)
+        self.count = tf.shape(self.keys)[0]
+
+    @property
+    def representatives(self):
+        return tf.math.unsorted_segment_max(tf.range(self._all_count), self.ids, self.count)
+
+    def lookup(self, queries):
+        # The distinct keys come first, so they keep their numbers; any other id is a new key.
+        _, ids = tf.unique(tf.concat([self.keys, queries], axis=0), out_idx=tf.int32)
+        ids = ids[self.count:]
+        return tf.where(ids < self.count, ids, -1)
+
+
+def _check_key_space(extent, images, num_points, dimension):
+    """Assert the flat keys fit in int64 and the entries in int32; returns the condition (bool scalar).
+
+    The key space is the product of the padded per-coordinate ranges times the number of images,
+    computed in float32 (exact enough for a bound with a factor-2 margin).
+    """
+    key_space = tf.reduce_prod(tf.cast(extent, tf.float32))
+    if images is not None:
+        key_space = key_space * images
+    entries = tf.cast(num_points, tf.float32) * (dimension + 1)
+    valid = tf.logical_and(key_space < MAX_KEY_SPACE, entries <= MAX_ENTRIES)
+    tf.debugging.Assert(valid, [
+        f"dense CRF lattice too large for int64 keys / int32 indices (batch x image size with these "
+        f"kernel widths): key space must be < 2**62 and {dimension + 1} x points <= 2**31 - 1; got key space",
+        key_space, "and points", num_points])
+    return valid
+
+
 class PermutohedralLattice:
     """The lattice of one feature set (all images of a batch at once), built once, applied many times.
 
     ``features``: float32 [P, d], or a list of d float32 [P] columns (already divided by the
     kernel's standard deviations). ``image_index``: optional int32 [P], the batch image each
     point belongs to; points of different images never share a vertex, so one lattice filters
-    a whole batch independently.
+    a whole batch independently. ``hashing``: "unique" (tf.unique) or "table" (``HashTable``,
+    for TFLite); both give the same lattice, numbering included.
     """
 
-    def __init__(self, features, image_index=None):
+    def __init__(self, features, image_index=None, hashing="unique"):
+        if hashing not in HASHINGS:
+            raise ValueError(f"hashing={hashing!r}; valid: {list(HASHINGS)}")
         if isinstance(features, (list, tuple)):
             columns = [tf.convert_to_tensor(c, tf.float32) for c in features]
         else:
@@ -141,8 +194,9 @@ class PermutohedralLattice:
         d = len(columns)
         self.dimension = d
         self.alpha = 1.0 / (1.0 + 2.0 ** (-d))
-        self.barycentric, rem0, rank = _enclosing_simplex(columns, d)  # [d+1, P], [d, P], [d, P]
-        self.num_points = tf.shape(self.barycentric)[1]
+        barycentric, rem0, rank = _enclosing_simplex(columns, d)  # [d+1, P], [d, P], [d, P]
+        self.num_points = tf.shape(barycentric)[1]
+        table = HashTable if hashing == "table" else _UniqueTable
 
         # Vertex r has coordinates key_r[j] = rem0[j] + r - (d+1) [rank[j] > d - r] (j < d; the last
         # one is implied by the zero sum). Flatten them into int64 with per-coordinate ranges padded
@@ -153,20 +207,24 @@ class PermutohedralLattice:
         strides = [tf.constant(1, tf.int64)]
         for j in range(d):  # d is static: no cumprod (not a TFLite builtin)
             strides.append(strides[-1] * extent[j])
+        images = None if image_index is None else tf.cast(tf.reduce_max(image_index) + 1, tf.float32)
+        valid = _check_key_space(extent, images, self.num_points, d)
+        # Runtimes that drop assertions (TFLite) get NaN weights, hence NaN outputs, not wrong numbers.
+        self.barycentric = barycentric * tf.where(valid, 1.0, float("nan"))
         stride_vector = tf.stack(strides[:d])
         base = tf.reduce_sum((rem0 - low[:, None]) * stride_vector[:, None], axis=0)  # [P]
         if image_index is not None:
             base = base + tf.cast(image_index, tf.int64) * strides[d]
         # Points in the same simplex (same remainder-0 vertex, same ranks) share their d+1 vertices:
-        # number the distinct simplices first (two tf.unique over P keys, no overflow-prone
-        # products), compute vertex keys once per simplex (from one representative point, found
-        # with a segment max: int64 division is not a TFLite builtin), then one tf.unique over those.
+        # number the distinct (remainder-0 key, rank code) pairs first, compute vertex keys once
+        # per simplex (from one representative point: int64 division is not a TFLite builtin),
+        # then one dedupe over those.
         radix = d + 1
         rank_code = tf.add_n([rank[j] * radix**j for j in range(d)])  # < radix**d
-        _, base_id = tf.unique(base, out_idx=tf.int32)
-        simplex_keys, simplex_id = tf.unique(tf.cast(base_id, tf.int64) * radix**d + rank_code, out_idx=tf.int32)
-        self.num_simplices = tf.shape(simplex_keys)[0]
-        representative = tf.math.unsorted_segment_max(tf.range(self.num_points), simplex_id, self.num_simplices)
+        simplices = table(base, tags=rank_code, tag_bound=radix**d)
+        simplex_id = simplices.ids
+        self.num_simplices = simplices.count
+        representative = simplices.representatives
         simplex_base = tf.gather(base, representative)  # [S]
         simplex_rank = tf.gather(rank, representative, axis=1)  # [d, S]
         # Vertex r of a simplex: key_r[j] = rem0[j] + r - (d+1) [rank[j] > d - r] for j < d, so its
@@ -178,23 +236,24 @@ class PermutohedralLattice:
         offsets = tf.constant(np.arange(d + 1), tf.int64)[None, :] * total_stride
         flat = simplex_base[:, None] + offsets - (d + 1) * above  # [S, d+1]
 
-        vertex_keys, vertex_of = tf.unique(tf.reshape(flat, [-1]), out_idx=tf.int32)
-        self.num_vertices = tf.shape(vertex_keys)[0]
-        vertex_of = tf.reshape(vertex_of, [-1, d + 1])  # [S, d+1]
+        vertices = table(tf.reshape(flat, [-1]))
+        vertex_keys = vertices.keys
+        self.num_vertices = vertices.count
+        vertex_of = tf.reshape(vertices.ids, [-1, d + 1])  # [S, d+1]
         self.vertex_index = tf.transpose(tf.gather(vertex_of, simplex_id))  # [d+1, P]
 
-        # Neighbours along axis j: key - 1 everywhere with key[j] + d (its mirror is "+").
+        # Neighbours along axis j: key - 1 everywhere with key[j] + d (its mirror is "+"). An absent
+        # neighbour is sent to row V of the padded value table, which stays zero.
+        # Only the "+" neighbours are looked up: v' = v + step exactly when v = v' - step, so the
+        # "-" neighbours are the inverse map (a segment max over the found pairs).
         steps = [(d + 1) * strides[j] - total_stride for j in range(d)] + [-total_stride]
-        candidates = [vertex_keys]
-        for step in steps:
-            candidates += [vertex_keys + step, vertex_keys - step]
-        _, candidate_id = tf.unique(tf.concat(candidates, axis=0), out_idx=tf.int32)
-        # Vertex keys are distinct and come first, so they keep ids 0..V-1; anything else is absent
-        # and is sent to row V of the padded value table, which stays zero.
-        absent = self.num_vertices
-        neighbour_id = tf.where(candidate_id < absent, candidate_id, absent)
-        neighbour_id = tf.reshape(neighbour_id[absent:], [2 * (d + 1), -1])
-        self.blur_neighbours = [(neighbour_id[2 * j], neighbour_id[2 * j + 1]) for j in range(d + 1)]
+        count = self.num_vertices
+        plus = vertices.lookup(tf.concat([vertex_keys + step for step in steps], axis=0))
+        plus = tf.reshape(tf.where(plus >= 0, plus, count), [d + 1, -1])  # absent: row V
+        self.blur_neighbours = []
+        for j in range(d + 1):
+            minus = tf.math.unsorted_segment_max(tf.range(count), plus[j], count + 1)[:count]
+            self.blur_neighbours.append((tf.where(minus >= 0, minus, count), plus[j]))
         self._sparse_indices = None
 
     # --- the three stages -----------------------------------------------------------------------

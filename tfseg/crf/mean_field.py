@@ -10,7 +10,12 @@ Two ways to filter, chosen with ``implementation``:
 - ``"fast"``: lattice splat/slice as ``tf.sparse.sparse_dense_matmul`` against the sparse
   (points x vertices) matrix of barycentric weights;
 - ``"portable"``: the same lattice with ``unsorted_segment_sum`` + ``gather`` only, which
-  converts to TFLite builtins (no Flex ops).
+  converts to TFLite builtins (no Flex ops); its lattice keys go through
+  ``tfseg.crf.hashing.HashTable`` (TFLite's UNIQUE is far too slow on long inputs), the state
+  stays [points, labels] across iterations, and for a static image size the spatial
+  Gaussian's lattice (which depends on the size only) is built at trace time and kept as
+  constants (``SpatialLattice``). Measured in the LiteRT interpreter by
+  tools/bench_crf_tflite.py (tools/results/crf.md).
 
 The spatial Gaussian term is filtered on its own 2-D lattice, exactly as pydensecrf does (the
 default: on the fast path it shares the bilateral lattice's splat and slice matmuls, which
@@ -22,6 +27,7 @@ lattice's constant factor cancels and the labels agree with pydensecrf's on 99.9
 
 from __future__ import annotations
 
+import functools
 import math
 from numbers import Number
 
@@ -43,6 +49,52 @@ def _pixel_grid(height, width):
     return tf.reshape(xs, [-1]), tf.reshape(ys, [-1])
 
 
+class SpatialLattice:
+    """The spatial Gaussian's lattice for a batch of images of a static size, built once at trace time.
+
+    The features (x / sxy, y / sxy) depend only on the image size, so for a static height and width
+    the lattice of one image is built eagerly (same ops, same numbers as at run time) and kept as
+    constants; a (possibly dynamic) batch repeats it with per-image vertex offsets. In a TFLite file
+    of fixed input size it costs nothing at run time. Same attributes as ``PermutohedralLattice``.
+    """
+
+    def __init__(self, height, width, position_std, batch):
+        vertex_index, barycentric, neighbours, vertices = _spatial_lattice_arrays(int(height), int(width),
+                                                                                  float(position_std))
+        self.dimension = 2
+        self.alpha = 1.0 / (1.0 + 2.0**-2)
+        offsets = tf.range(batch) * vertices  # [B]
+        self.num_points = batch * vertex_index.shape[1]
+        self.num_vertices = batch * vertices
+        self.vertex_index = tf.reshape(tf.transpose(vertex_index[None] + offsets[:, None, None], [1, 0, 2]),
+                                       [3, -1])  # [3, B P], images one after the other
+        self.barycentric = tf.tile(tf.constant(barycentric), [1, batch])
+
+        def repeat(neighbour):  # absent (= vertices) -> absent (= B vertices)
+            present = neighbour < vertices
+            return tf.reshape(tf.where(present[None], neighbour[None] + offsets[:, None], self.num_vertices), [-1])
+
+        self.blur_neighbours = [(repeat(minus), repeat(plus)) for minus, plus in neighbours]
+
+
+def _eager_available():
+    """Whether code lifted out of the current graph runs eagerly (not so under TF1-style graphs)."""
+    with tf.init_scope():
+        return tf.executing_eagerly()
+
+
+@functools.lru_cache(maxsize=16)
+def _spatial_lattice_arrays(height, width, position_std):
+    """numpy (vertex_index [3, P], barycentric [3, P], blur neighbours, vertex count) of one image."""
+    with tf.init_scope():  # eager, also while a tf.function is being traced
+        xs, ys = _pixel_grid(height, width)
+        sxy = np.float32(position_std)
+        lattice = PermutohedralLattice([xs / sxy, ys / sxy])
+        neighbours = [(minus.numpy(), plus.numpy()) for minus, plus in lattice.blur_neighbours]
+        return (lattice.vertex_index.numpy(), lattice.barycentric.numpy(), neighbours,
+                int(lattice.num_vertices))
+
+
 def check_options(implementation, gaussian_filter, **iteration_counts):
     """Validate the options shared by ``dense_crf`` and ``tfseg.layers.DenseCRF``; errors name the argument."""
     if implementation not in IMPLEMENTATIONS:
@@ -52,6 +104,13 @@ def check_options(implementation, gaussian_filter, **iteration_counts):
     for name, value in iteration_counts.items():
         if int(value) != value or value < 0:
             raise ValueError(f"{name} must be a non-negative integer; got {value!r}")
+
+
+def check_widths(**widths):
+    """Kernel standard deviations (``gaussian_sxy``, ...) must be positive finite numbers; errors name them."""
+    for name, value in widths.items():
+        if not (isinstance(value, Number) and math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive number; got {value!r}")
 
 
 def _resolve_gaussian_filter(gaussian_filter):
@@ -104,10 +163,12 @@ class PairwiseFilters:
 
     ``__call__(q, transforms)`` returns ``sum_k transforms[k](n_k * K_k(n_k * q))`` where each
     transform is linear on the label axis (a compatibility). Being linear on labels, it
-    commutes with splat, blur and slice, so it is applied to the small vertex tables. On the
-    ``"fast"`` path all lattices share one sparse splat matmul and one sparse slice matmul
-    (their vertex tables are stacked), with the normalisations and alpha folded into the
-    sparse values; ``"portable"`` uses unsorted_segment_sum + gather (TFLite builtins).
+    commutes with splat, blur and slice, so it is applied to the small vertex tables. All
+    lattices' vertex tables are stacked into one (one splat, one blur pass per axis, one slice
+    for all kernels), with the normalisations and alpha folded into the splat and slice weights.
+    The ``"fast"`` path splats and slices with sparse matmuls; ``"portable"`` with
+    unsorted_segment_sum and gather, and deduplicates lattice keys with ``HashTable`` (TFLite
+    builtins that stay fast in the LiteRT interpreter).
     """
 
     def __init__(self, image, kernels, implementation="fast", gaussian_filter="auto", shards=SPARSE_SHARDS):
@@ -116,16 +177,21 @@ class PairwiseFilters:
         shape = tf.shape(image)
         self.batch, self.height, self.width = shape[0], shape[1], shape[2]
         self.implementation = implementation
-        self.shards = int(shards)
+        self.shards = int(shards) if implementation == "fast" else 1
         self.kernels = list(kernels)
         pixels = self.height * self.width
         xs, ys = _pixel_grid(self.height, self.width)
         colors = None
         image_index = tf.repeat(tf.range(self.batch), pixels)
-        self.terms = []  # per kernel: ("lattice", lattice, norm) or ("convolution", filter)
+        hashing = "unique" if implementation == "fast" else "table"
+        self.terms = []  # per kernel: ("lattice", lattice) or ("convolution", filter)
         for position_std, color_std in self.kernels:
             if color_std is None and _resolve_gaussian_filter(gaussian_filter) == "convolution":
                 self.terms.append(("convolution", ConvolutionGaussianFilter(image, position_std)))
+                continue
+            static_size = image.shape[1] is not None and image.shape[2] is not None
+            if color_std is None and implementation == "portable" and static_size and _eager_available():
+                self.terms.append(("lattice", SpatialLattice(image.shape[1], image.shape[2], position_std, self.batch)))
                 continue
             sxy = np.float32(position_std)
             features = [tf.tile(xs / sxy, [self.batch]), tf.tile(ys / sxy, [self.batch])]
@@ -133,31 +199,30 @@ class PairwiseFilters:
                 if colors is None:
                     colors = tf.unstack(tf.reshape(tf.cast(image, tf.float32), [-1, 3]), axis=1)
                 features += [c / np.float32(color_std) for c in colors]
-            lattice = PermutohedralLattice(features, image_index)
-            norm = None  # the fast path computes all lattices' normalisations at once (_stack_lattices)
-            if implementation == "portable":
-                ones = tf.ones([lattice.num_points, 1], tf.float32)
-                norm = tf.math.rsqrt(lattice.filter(ones, implementation) + 1e-20)[:, 0]  # [P]
-            self.terms.append(("lattice", lattice, norm))
+            self.terms.append(("lattice", PermutohedralLattice(features, image_index, hashing)))
         self._lattice_terms = [t for t in self.terms if t[0] == "lattice"]
-        if implementation == "fast" and self._lattice_terms:
-            self._stack_lattices()
+        if self._lattice_terms:
+            self._stack_tables()
+            if implementation == "fast":
+                self._sparse_weights()
+            else:
+                self._entry_weights()
 
-    def _stack_lattices(self):
+    def _stack_tables(self):
         """Stack every lattice's vertex table into one [sum_k V_k + 1, C] table (last row: zero).
 
-        Builds, per blur axis, one [2, sum_k V_k + 1] neighbour index into the stacked table
+        Builds, per blur axis, one [2 (sum_k V_k + 1)] neighbour index into the stacked table
         (lattices with fewer axes, absent neighbours and the zero row itself point at the zero
-        row), then per point shard one sparse index set shared by three value sets: plain
-        barycentric weights (to compute every lattice's normalisation K_k 1 with one splat and
-        one slice), and the splat and slice weights with normalisation and alpha folded in.
+        row), and which lattice each of a point's sum_k (d_k + 1) entries belongs to.
         """
         lattices = [t[1] for t in self._lattice_terms]
         self.vertex_counts = [lattice.num_vertices for lattice in lattices]
         offsets = [tf.constant(0, tf.int32)]
         for count in self.vertex_counts:
             offsets.append(offsets[-1] + count)
-        total = offsets[-1]  # index of the zero row
+        self._offsets = offsets
+        self.table_rows = offsets[-1] + 1  # the last row is the zero row
+        total = offsets[-1]
         self.blur_indices = []
         for axis in range(max(lattice.dimension for lattice in lattices) + 1):
             parts = []
@@ -168,21 +233,71 @@ class PairwiseFilters:
                 else:
                     parts.append(tf.fill([2, count], total))
             parts.append(tf.fill([2, 1], total))
-            self.blur_indices.append(tf.reshape(tf.concat(parts, axis=1), [-1]))
+            pair = tf.concat(parts, axis=1)
+            self.blur_indices.append((pair[0], pair[1]))
         self.row_blocks = tf.repeat(tf.range(len(lattices) + 1),
                                     tf.stack(self.vertex_counts + [tf.constant(1, tf.int32)]))
+        self.entry_lattice = np.concatenate([np.full(lattice.dimension + 1, k) for k, lattice in enumerate(lattices)])
+        self._alphas = np.array([lattice.alpha for lattice in lattices], np.float32)
 
+    def _blur(self, table):
+        """[0.5, 1, 0.5] blur of the stacked table [rows, C] along every lattice axis."""
+        # Two gathers per axis: slicing one [2, rows, C] gather in two is a slow copy in TFLite.
+        for minus, plus in self.blur_indices:
+            table = table + 0.5 * (tf.gather(table, minus) + tf.gather(table, plus))
+        return table
+
+    def _doubled_blur(self, table):
+        """``2**len(blur_indices)`` times ``_blur(table)``: one ADD_N per axis (2 t + t_minus + t_plus).
+
+        Every row is doubled on every axis (a missing axis gathers the zero row twice), so the
+        factor is the same for all lattices; the portable weights divide it out.
+        """
+        for minus, plus in self.blur_indices:
+            table = tf.add_n([table, table, tf.gather(table, minus), tf.gather(table, plus)])
+        return table
+
+    def _entry_weights(self):
+        """Portable path: entry-major [E, P] vertex rows and splat/slice weights, E = sum_k (d_k + 1).
+
+        The normalisations ``K_k 1`` of all lattices come from one splat of the barycentric
+        weights, one blur and one slice (the lattices' row blocks are disjoint, so one column
+        serves them all).
+        """
+        lattices = [t[1] for t in self._lattice_terms]
+        self.entry_rows = tf.concat([lattice.vertex_index + offset
+                                     for lattice, offset in zip(lattices, self._offsets)], axis=0)  # [E, P]
+        self._flat_entry_rows = tf.reshape(self.entry_rows, [-1])
+        weights = tf.concat([lattice.barycentric for lattice in lattices], axis=0)  # [E, P]
+        table = tf.math.unsorted_segment_sum(tf.reshape(weights, [-1, 1]), self._flat_entry_rows, self.table_rows)
+        sliced = tf.gather(self._doubled_blur(table)[:, 0], self.entry_rows) * weights  # [E, P]
+        bounds = np.cumsum([0] + [lattice.dimension + 1 for lattice in lattices])
+        ones = tf.stack([tf.reduce_sum(sliced[a:b], axis=0) for a, b in zip(bounds[:-1], bounds[1:])])  # [K, P]
+        undo_doubling = 2.0 ** -len(self.blur_indices)  # exact: a power of two
+        alphas = self._alphas * np.float32(undo_doubling)
+        norms = tf.math.rsqrt(ones * alphas[:, None] + 1e-20)
+        entry_norms = tf.gather(norms, self.entry_lattice)  # [E, P]
+        self.splat_weights = weights * entry_norms
+        self.slice_weights = weights * entry_norms * alphas[self.entry_lattice][:, None]
+
+    def _sparse_weights(self):
+        """Fast path: per point shard, one sparse index set shared by three value sets.
+
+        Plain barycentric weights (to compute every lattice's normalisation K_k 1 with one splat
+        and one slice), and the splat and slice weights with normalisation and alpha folded in.
+        """
+        lattices = [t[1] for t in self._lattice_terms]
+        total = self.table_rows - 1
         points = lattices[0].num_points
         bounds = [points * s // self.shards for s in range(self.shards + 1)]
         self.shard_sizes = [stop - start for start, stop in zip(bounds[:-1], bounds[1:])]
-        # which lattice each of a point's sum_k (d_k + 1) sparse entries belongs to
-        entry_lattice = np.concatenate([np.full(lattice.dimension + 1, k) for k, lattice in enumerate(lattices)])
-        alphas = np.array([lattice.alpha for lattice in lattices], np.float32)[entry_lattice]
+        entry_lattice = self.entry_lattice
+        alphas = self._alphas[entry_lattice]
         plain_matrices = []
         for start, stop in zip(bounds[:-1], bounds[1:]):
             # Point-major order (all of a point's entries together): each row is touched once.
             columns = tf.concat([tf.transpose(lattice.vertex_index[:, start:stop]) + offset
-                                 for lattice, offset in zip(lattices, offsets)], axis=1)  # [n, entries]
+                                 for lattice, offset in zip(lattices, self._offsets)], axis=1)  # [n, entries]
             rows = tf.repeat(tf.range(stop - start, dtype=tf.int64), len(entry_lattice))
             indices = tf.stack([rows, tf.cast(tf.reshape(columns, [-1]), tf.int64)], axis=1)
             values = tf.concat([tf.transpose(lattice.barycentric[:, start:stop]) for lattice in lattices], axis=1)
@@ -193,15 +308,11 @@ class PairwiseFilters:
         table = tf.add_n([tf.sparse.sparse_dense_matmul(tf.SparseTensor(i, tf.reshape(v, [-1]), shape),
                                                         tf.ones([size, 1]), adjoint_a=True)
                           for (i, v, shape), size in zip(plain_matrices, self.shard_sizes)])
-        for index in self.blur_indices:
-            neighbours = tf.reshape(tf.gather(table, index), [2, total + 1, 1])
-            table = table + 0.5 * (neighbours[0] + neighbours[1])
-        per_lattice = table * tf.one_hot(self.row_blocks, len(lattices), dtype=tf.float32)  # [sum V + 1, K]
+        per_lattice = self._blur(table) * tf.one_hot(self.row_blocks, len(lattices), dtype=tf.float32)  # [rows, K]
         self.splat_matrices, self.slice_matrices = [], []
         for indices, values, dense_shape in plain_matrices:
             plain = tf.SparseTensor(indices, tf.reshape(values, [-1]), dense_shape)
-            norms = tf.math.rsqrt(tf.sparse.sparse_dense_matmul(plain, per_lattice) * _lattice_alphas(lattices)
-                                  + 1e-20)  # [n, K]
+            norms = tf.math.rsqrt(tf.sparse.sparse_dense_matmul(plain, per_lattice) * self._alphas + 1e-20)  # [n, K]
             entry_norms = tf.gather(norms, entry_lattice, axis=1)  # [n, entries]
             self.splat_matrices.append(tf.SparseTensor(indices, tf.reshape(values * entry_norms, [-1]), dense_shape))
             self.slice_matrices.append(
@@ -217,8 +328,17 @@ class PairwiseFilters:
         points = tf.reshape(field, [-1, tf.shape(field)[-1]])
         return tf.split(points, self.shard_sizes, axis=0) if self.shards > 1 else [points]
 
+    def _transform_table(self, table, transforms):
+        """Apply each lattice's transform to its row block (numbers: one row-scale multiply)."""
+        if all(isinstance(t, Number) for t in transforms):
+            weights = tf.constant([float(t) for t in transforms] + [0.0], table.dtype)
+            return table * tf.gather(weights, self.row_blocks)[:, None]
+        tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
+        tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
+        return tf.concat(tables, axis=0)
+
     def sharded_messages(self, shards, transforms):
-        """Lattice messages for point shards [P_s, C] (see ``split_points``), as shards.
+        """Lattice messages for point shards [P_s, C] (see ``split_points``), as shards (fast path).
 
         sparse_dense_matmul runs on one thread; the shards' matmuls run concurrently.
         """
@@ -229,30 +349,40 @@ class PairwiseFilters:
             slice_matrices = [_cast_sparse(m, dtype) for m in slice_matrices]
         table = tf.add_n([tf.sparse.sparse_dense_matmul(m, p, adjoint_a=True)
                           for m, p in zip(splat_matrices, shards)])  # [sum V + 1, C]
-        rows = tf.shape(table)[0]
-        for index in self.blur_indices:
-            neighbours = tf.reshape(tf.gather(table, index), [2, rows, -1])
-            table = table + 0.5 * (neighbours[0] + neighbours[1])
-        if all(isinstance(t, Number) for t in transforms):  # Potts weights: scale row blocks
-            weights = tf.constant([float(t) for t in transforms] + [0.0], table.dtype)
-            table = table * tf.gather(weights, self.row_blocks)[:, None]
-        else:
-            tables = tf.split(table, self.vertex_counts + [tf.constant(1, tf.int32)], axis=0)
-            tables = [_apply(t, x) for t, x in zip(transforms, tables[:-1])] + [tables[-1]]
-            table = tf.concat(tables, axis=0)
+        table = self._transform_table(self._blur(table), transforms)
         return [tf.sparse.sparse_dense_matmul(m, table) for m in slice_matrices]
+
+    def entry_messages(self, points, transforms, slice_weights=None):
+        """Portable lattice messages [P, C] -> [P, C]: splat by segment sum, blur, slice by gather.
+
+        ``slice_weights``: the slice weights with numeric transforms already folded in (then
+        ``transforms`` are not applied again); see ``folded_slice_weights``.
+        """
+        dtype = points.dtype
+        labels = tf.shape(points)[-1]
+        # reshape, not [:, :, None] (a STRIDED_SLICE copy in TFLite)
+        splat_weights = tf.expand_dims(tf.cast(self.splat_weights, dtype), -1)
+        contributions = tf.reshape(splat_weights * tf.expand_dims(points, 0), [-1, labels])
+        table = self._doubled_blur(tf.math.unsorted_segment_sum(contributions, self._flat_entry_rows, self.table_rows))
+        if slice_weights is None:
+            table = self._transform_table(table, transforms)
+            slice_weights = self.slice_weights
+        gathered = tf.gather(table, self.entry_rows)  # [E, P, C]
+        return tf.reduce_sum(gathered * tf.expand_dims(tf.cast(slice_weights, dtype), -1), axis=0)
+
+    def folded_slice_weights(self, transforms):
+        """Slice weights times each lattice's numeric transform, or None if any transform is a map."""
+        if not all(isinstance(t, Number) for t in transforms):
+            return None
+        scales = np.array([float(t) for t in transforms], np.float32)[self.entry_lattice]
+        return self.slice_weights * scales[:, None]
 
     def _lattice_messages(self, points, transforms):
         """[P, C] -> [P, C]: sum over lattice kernels of transform_k(n_k K_k(n_k points))."""
         if self.implementation == "fast":
             sliced = self.sharded_messages(self.split_points(points), transforms)
             return tf.concat(sliced, axis=0) if len(sliced) > 1 else sliced[0]
-        outputs = []
-        for (_, lattice, norm), transform in zip(self._lattice_terms, transforms):
-            norm = tf.cast(norm, points.dtype)[:, None]
-            table = lattice.blur(lattice.splat(norm * points, "portable"))
-            outputs.append(norm * lattice.slice(_apply(transform, table), "portable"))
-        return tf.add_n(outputs)
+        return self.entry_messages(points, transforms)
 
     def __call__(self, q, transforms):
         """``sum_k transforms[k](filter_k(q))`` for q [B, H, W, C].
@@ -274,11 +404,6 @@ class PairwiseFilters:
 
 def _apply(transform, values):
     return values * tf.cast(transform, values.dtype) if isinstance(transform, Number) else transform(values)
-
-
-def _lattice_alphas(lattices):
-    """The lattices' slice constants alpha = 1 / (1 + 2^-d), one per lattice, float32 [K]."""
-    return tf.constant([lattice.alpha for lattice in lattices], tf.float32)
 
 
 def _cast_sparse(matrix, dtype):
@@ -320,11 +445,36 @@ def mean_field_inference(unary, pairwise, iterations):
         filters, transforms = pairwise
         if filters.point_sharded:
             return _sharded_mean_field(unary, filters, transforms, iterations)
+        if filters.implementation == "portable":
+            return _point_mean_field(unary, filters, transforms, iterations)
         pairwise = lambda q: filters(q, transforms)  # noqa: E731
     scores = -unary
     for _ in range(int(iterations)):
         scores = -unary + pairwise(tf.nn.softmax(scores, axis=-1))
     return scores
+
+
+def _point_mean_field(unary, filters, transforms, iterations):
+    """``mean_field_inference`` with the state kept as [P, C] points (portable path): no per-iteration reshapes
+    for the lattice terms, and numeric (Potts) transforms folded into the slice weights once."""
+    if len(transforms) != len(filters.terms):
+        raise ValueError(f"{len(transforms)} transforms for {len(filters.terms)} kernels")
+    shape = tf.shape(unary)
+    negative_unary = -tf.reshape(unary, [-1, shape[-1]])
+    lattice_transforms = [t for term, t in zip(filters.terms, transforms) if term[0] == "lattice"]
+    convolutions = [(term[1], t) for term, t in zip(filters.terms, transforms) if term[0] == "convolution"]
+    slice_weights = filters.folded_slice_weights(lattice_transforms) if lattice_transforms else None
+    scores = negative_unary
+    for _ in range(int(iterations)):
+        q = tf.nn.softmax(scores, axis=-1)
+        messages = []
+        if lattice_transforms:
+            messages.append(filters.entry_messages(q, lattice_transforms, slice_weights))
+        for convolution, transform in convolutions:
+            filtered = convolution(tf.reshape(q, shape))
+            messages.append(tf.reshape(_apply(transform, filtered), tf.shape(q)))
+        scores = tf.add_n([negative_unary] + messages)
+    return tf.reshape(scores, shape)
 
 
 def _sharded_mean_field(unary, filters, transforms, iterations):
@@ -341,8 +491,9 @@ def _sharded_mean_field(unary, filters, transforms, iterations):
 def _check_inputs(image, unary):
     image = tf.convert_to_tensor(image)
     unary = tf.convert_to_tensor(unary)
-    if image.dtype != tf.uint8:
-        raise ValueError(f"image must be uint8 RGB [B, H, W, 3] or [H, W, 3]; got dtype {image.dtype.name}")
+    if image.dtype != tf.uint8 and not image.dtype.is_floating:
+        raise ValueError(f"image must be RGB [B, H, W, 3] or [H, W, 3], uint8 or float in [0, 255]; "
+                         f"got dtype {image.dtype.name}")
     if unary.dtype not in (tf.float32, tf.float64, tf.float16, tf.bfloat16):
         raise ValueError(f"unary must be floating point [B, H, W, C] or [H, W, C]; got dtype {unary.dtype.name}")
     if image.shape.rank not in (3, 4):
@@ -380,11 +531,14 @@ def dense_crf(
 ):
     """Dense CRF mean-field marginals (Krähenbühl & Koltun, NIPS 2011), as pydensecrf's DenseCRF2D.
 
-    ``image``: uint8 RGB [B, H, W, 3] or [H, W, 3]; ``unary``: negative log-probabilities
+    ``image``: RGB [B, H, W, 3] or [H, W, 3], uint8 or float in [0, 255] (as
+    ``tfseg.layers.DenseCRF``); ``unary``: negative log-probabilities
     [B, H, W, C] or [H, W, C]. The parameters mean what they mean in pydensecrf's
     ``addPairwiseGaussian(sxy, compat)`` and ``addPairwiseBilateral(sxy, srgb, rgbim, compat)``
-    (compat: number = Potts, 1-D = diagonal, 2-D = matrix, pydensecrf's signs); a compat of 0
-    (or None) drops that term. Returns Q, the marginals, with the unary's shape and dtype.
+    (compat: number = Potts, 1-D = diagonal, 2-D = matrix, pydensecrf's signs; the layer calls
+    its Potts weights by the same names); a compat of 0 (or None) drops that term. The widths
+    ``*_sxy`` and ``bilateral_srgb`` must be positive. Returns Q, the marginals, with the unary's
+    shape and dtype.
 
     ``implementation``: "fast" (sparse matmul) or "portable" (segment_sum/gather, TFLite
     builtins). ``gaussian_filter``: "convolution" (exact separable Gaussian), "lattice" (as
@@ -395,6 +549,7 @@ def dense_crf(
     """
     image, unary = _check_inputs(image, unary)
     check_options(implementation, gaussian_filter, iterations=iterations)
+    check_widths(gaussian_sxy=gaussian_sxy, bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb)
     options = dict(gaussian_sxy=float(gaussian_sxy), gaussian_compat=gaussian_compat,
                    bilateral_sxy=float(bilateral_sxy), bilateral_srgb=float(bilateral_srgb),
                    bilateral_compat=bilateral_compat,

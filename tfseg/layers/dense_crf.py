@@ -3,7 +3,7 @@
 The mean-field iterations of Krähenbühl & Koltun's fully connected CRF (NIPS 2011) with a
 spatial Gaussian and a bilateral kernel, each filtered on a permutohedral lattice (Adams et
 al. 2010) built once per image; see :mod:`tfseg.crf`. As in CRF-as-RNN, each kernel's output
-is mixed by a trainable C x C weight matrix (initialised to ``weight * identity``) and the
+is mixed by a trainable C x C weight matrix (initialised to ``compat * identity``) and the
 result by a trainable C x C label-compatibility matrix (initialised to ``-identity``, the
 Potts model), so that at initialisation the layer computes exactly what
 ``tfseg.crf.dense_crf`` (and pydensecrf) computes with Potts weights.
@@ -11,11 +11,15 @@ Potts model), so that at initialisation the layer computes exactly what
 
 from __future__ import annotations
 
+from numbers import Number
+
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfseg.crf.mean_field import PairwiseFilters, check_options, mean_field_inference
+from tfseg.crf.mean_field import PairwiseFilters, check_options, check_widths, mean_field_inference
+
+DEFAULT_COMPATS = {"gaussian": 3.0, "bilateral": 10.0}
 
 
 @keras.saving.register_keras_serializable(package="tfseg")
@@ -28,37 +32,52 @@ class DenseCRF(keras.layers.Layer):
     marginals. ``iterations`` are used at inference, ``training_iterations`` when called with
     ``training=True`` (CRF-as-RNN: 5 in training, 10 at test). ``implementation="portable"``
     keeps the graph to TFLite builtins (use it for export); "fast" uses sparse matmuls.
+
+    ``gaussian_compat`` and ``bilateral_compat`` are the kernels' initial Potts weights, named as in
+    ``tfseg.crf.dense_crf`` (and pydensecrf); ``gaussian_weight`` and ``bilateral_weight`` are
+    accepted as aliases (their earlier names, still read from saved configs); give one or the other.
     """
 
     def __init__(
         self,
         gaussian_sxy=3.0,
-        gaussian_weight=3.0,
+        gaussian_compat=3.0,
         bilateral_sxy=80.0,
         bilateral_srgb=13.0,
-        bilateral_weight=10.0,
+        bilateral_compat=10.0,
         iterations=10,
         training_iterations=5,
         implementation="fast",
         gaussian_filter="auto",
+        gaussian_weight=None,
+        bilateral_weight=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         check_options(implementation, gaussian_filter, iterations=iterations,
                       training_iterations=training_iterations)
-        for name, value in (("gaussian_sxy", gaussian_sxy), ("bilateral_sxy", bilateral_sxy),
-                            ("bilateral_srgb", bilateral_srgb)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive; got {value!r}")
+        check_widths(gaussian_sxy=gaussian_sxy, bilateral_sxy=bilateral_sxy, bilateral_srgb=bilateral_srgb)
+        gaussian_compat = _potts_weight("gaussian", gaussian_compat, gaussian_weight)
+        bilateral_compat = _potts_weight("bilateral", bilateral_compat, bilateral_weight)
         self.gaussian_sxy = float(gaussian_sxy)
-        self.gaussian_weight = float(gaussian_weight)
+        self.gaussian_compat = gaussian_compat
         self.bilateral_sxy = float(bilateral_sxy)
         self.bilateral_srgb = float(bilateral_srgb)
-        self.bilateral_weight = float(bilateral_weight)
+        self.bilateral_compat = bilateral_compat
         self.iterations = int(iterations)
         self.training_iterations = int(training_iterations)
         self.implementation = implementation
         self.gaussian_filter = gaussian_filter
+
+    @property
+    def gaussian_weight(self):
+        """Alias of ``gaussian_compat`` (the name before tfseg.crf and the layer were aligned)."""
+        return self.gaussian_compat
+
+    @property
+    def bilateral_weight(self):
+        """Alias of ``bilateral_compat``."""
+        return self.bilateral_compat
 
     def build(self, input_shape):
         if not isinstance(input_shape, (list, tuple)) or len(input_shape) != 2:
@@ -72,10 +91,10 @@ class DenseCRF(keras.layers.Layer):
         identity = np.eye(labels, dtype=np.float32)
         self.gaussian_kernel_weights = self.add_weight(
             name="gaussian_kernel_weights", shape=(labels, labels),
-            initializer=keras.initializers.Constant(self.gaussian_weight * identity))
+            initializer=keras.initializers.Constant(self.gaussian_compat * identity))
         self.bilateral_kernel_weights = self.add_weight(
             name="bilateral_kernel_weights", shape=(labels, labels),
-            initializer=keras.initializers.Constant(self.bilateral_weight * identity))
+            initializer=keras.initializers.Constant(self.bilateral_compat * identity))
         self.compatibility = self.add_weight(
             name="compatibility", shape=(labels, labels),
             initializer=keras.initializers.Constant(-identity))
@@ -104,15 +123,28 @@ class DenseCRF(keras.layers.Layer):
         return {
             **super().get_config(),
             "gaussian_sxy": self.gaussian_sxy,
-            "gaussian_weight": self.gaussian_weight,
+            "gaussian_compat": self.gaussian_compat,
             "bilateral_sxy": self.bilateral_sxy,
             "bilateral_srgb": self.bilateral_srgb,
-            "bilateral_weight": self.bilateral_weight,
+            "bilateral_compat": self.bilateral_compat,
             "iterations": self.iterations,
             "training_iterations": self.training_iterations,
             "implementation": self.implementation,
             "gaussian_filter": self.gaussian_filter,
         }
+
+
+def _potts_weight(kernel, compat, weight):
+    """The kernel's initial Potts weight from ``<kernel>_compat`` or its alias ``<kernel>_weight`` (a number)."""
+    if weight is not None:
+        if compat != DEFAULT_COMPATS[kernel]:
+            raise ValueError(f"give {kernel}_compat or its alias {kernel}_weight, not both; got "
+                             f"{kernel}_compat={compat!r} and {kernel}_weight={weight!r}")
+        compat = weight
+    if not isinstance(compat, Number):
+        raise ValueError(f"{kernel}_compat must be a number (the initial Potts weight; the layer learns "
+                         f"the matrices); got {compat!r}")
+    return float(compat)
 
 
 def _check_shapes(image, logits):

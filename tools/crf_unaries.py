@@ -1,4 +1,6 @@
-"""Synthetic unaries from ground truth, to exercise the CRF without a trained network.
+"""Synthetic unaries from ground truth, to exercise the CRF without a trained network (tools and tests).
+
+Kept out of the ``tfseg`` package: it needs OpenCV, which tfseg itself does not import.
 
 A network's class scores are blurry at object boundaries (output stride 8 to 32) and noisy
 inside objects; ``corrupted_unary`` imitates both from a label map, so the CRF has real work to
