@@ -35,7 +35,7 @@ def keras_callable(model, input_size, xla=False):
     import tensorflow as tf
 
     serving = _serving(model)
-    function = tf.function(serving._serve, jit_compile=True) if xla else serving.serve
+    function = tf.function(serving.outputs, jit_compile=True) if xla else serving.serve
     concrete = function.get_concrete_function(_spec(input_size))
     return lambda image: {k: v.numpy() for k, v in concrete(tf.constant(image)).items()}
 
@@ -92,5 +92,4 @@ def benchmark_formats(model, input_size, formats=("keras", "tflite"), threads=No
                 if matmul_gflops:
                     row["fraction_of_matmul"] = row["gflops"] / matmul_gflops
             rows.append(row)
-            del run
     return rows
