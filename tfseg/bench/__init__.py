@@ -2,4 +2,4 @@
 
 from tfseg.bench.formats import FORMATS, benchmark_formats  # noqa: F401
 from tfseg.bench.macs import count_macs  # noqa: F401
-from tfseg.bench.matmul import matmul_rate  # noqa: F401
+from tfseg.bench.matmul import matmul_callable, matmul_rate  # noqa: F401

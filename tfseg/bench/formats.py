@@ -13,7 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.bench.timing import median_seconds
+from tfseg.bench.matmul import matmul_callable
+from tfseg.bench.timing import interleaved_median_seconds
+from tfseg.export.native_log import silenced_native_stderr
 
 FORMATS = ("keras", "keras_xla", "saved_model", "tflite", "int8")
 CALIBRATION_IMAGES = 8
@@ -35,7 +37,7 @@ def keras_callable(model, input_size, xla=False):
     import tensorflow as tf
 
     serving = _serving(model)
-    function = tf.function(serving._serve, jit_compile=True) if xla else serving.serve
+    function = tf.function(serving.outputs, jit_compile=True) if xla else serving.serve
     concrete = function.get_concrete_function(_spec(input_size))
     return lambda image: {k: v.numpy() for k, v in concrete(tf.constant(image)).items()}
 
@@ -64,16 +66,18 @@ def tflite_callable(model, input_size, path, quantization, threads):
 
 
 def benchmark_formats(model, input_size, formats=("keras", "tflite"), threads=None, repeats=10, macs=None,
-                      matmul_gflops=None, log=None):
-    """One row per format: latency (median, ms), images/s, and GFLOP/s achieved (from ``macs``).
+                      log=None):
+    """``(rows, matmul GFLOP/s)``: per format, latency (median, ms), images/s and achieved GFLOP/s.
 
-    ``matmul_gflops``: the machine's fp32 matmul rate, for the fraction achieved.
+    The formats and a 2048^3 fp32 matmul are timed in turn (interleaved), so that every figure
+    sees the same share of whatever else runs on the machine. GFLOP/s counts 2 flops per
+    multiply-add of ``macs``.
     """
     unknown = sorted(set(formats) - set(FORMATS))
     if unknown:
         raise ValueError(f"unknown format(s) {unknown}; valid: {list(FORMATS)}")
     image = np.random.default_rng(0).integers(0, 256, (1, *input_size, 3), dtype=np.uint8)
-    rows = []
+    runs = []
     with tempfile.TemporaryDirectory(prefix="tfseg_bench_") as folder:
         for name in formats:
             if log:
@@ -85,12 +89,17 @@ def benchmark_formats(model, input_size, formats=("keras", "tflite"), threads=No
             else:
                 quantization = "int8" if name == "int8" else "none"
                 run = tflite_callable(model, input_size, Path(folder) / f"{name}.tflite", quantization, threads)
-            seconds = median_seconds(lambda: run(image), repeats=repeats)
-            row = {"format": name, "latency_ms": seconds * 1e3, "images_per_s": 1.0 / seconds}
-            if macs is not None:
-                row["gflops"] = 2.0 * macs / seconds / 1e9
-                if matmul_gflops:
-                    row["fraction_of_matmul"] = row["gflops"] / matmul_gflops
-            rows.append(row)
-            del run
-    return rows
+            with silenced_native_stderr():  # XLA logs its compilation on the first call
+                run(image)
+            runs.append(lambda run=run: run(image))
+        matmul, flops = matmul_callable()
+        *seconds, matmul_seconds = interleaved_median_seconds(runs + [matmul], repeats=repeats)
+    matmul_gflops = flops / matmul_seconds / 1e9
+    rows = []
+    for name, s in zip(formats, seconds):
+        row = {"format": name, "latency_ms": s * 1e3, "images_per_s": 1.0 / s}
+        if macs is not None:
+            row["gflops"] = 2.0 * macs / s / 1e9
+            row["fraction_of_matmul"] = row["gflops"] / matmul_gflops
+        rows.append(row)
+    return rows, matmul_gflops

@@ -43,14 +43,23 @@ def tfseg_deeplab_v3plus(num_classes=PEER_CLASSES, input_size=PEER_SIZE):
     return tfseg.build_model("deeplab_v3plus", num_classes, (*input_size, 3), backbone="resnet50")
 
 
-def model_seconds(model, input_size, repeats=10, xla=False):
-    """Median seconds of ``model`` on one float image, as a TensorFlow graph (XLA-compiled if ``xla``)."""
+def model_callable(model, input_size, xla=False):
+    """``run()`` -> logits of ``model`` on one float image, as a TensorFlow graph (XLA-compiled if ``xla``)."""
     import numpy as np
     import tensorflow as tf
 
-    from tfseg.bench.timing import median_seconds
+    from tfseg.export.native_log import silenced_native_stderr
 
     function = tf.function(lambda x: model(x, training=False), jit_compile=xla)
     concrete = function.get_concrete_function(tf.TensorSpec([1, *input_size, 3], tf.float32))
     image = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, *input_size, 3)).astype(np.float32))
-    return median_seconds(lambda: concrete(image).numpy(), repeats=repeats)
+    with silenced_native_stderr():  # XLA logs its compilation on the first call
+        concrete(image).numpy()
+    return lambda: concrete(image).numpy()
+
+
+def peer_seconds(models, input_size=PEER_SIZE, repeats=10, xla=False):
+    """Median seconds of each model, timed in turn so that both share the machine's load alike."""
+    from tfseg.bench.timing import interleaved_median_seconds
+
+    return interleaved_median_seconds([model_callable(m, input_size, xla) for m in models], repeats=repeats)

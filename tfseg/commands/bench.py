@@ -30,18 +30,17 @@ def _model(args, input_size):
 
 
 def _print_formats(args):
-    from tfseg.bench import benchmark_formats, count_macs, matmul_rate
+    from tfseg.bench import benchmark_formats, count_macs
 
     input_size = args.size
     model, name = _model(args, input_size)
     macs = count_macs(model, input_size)
-    rate = matmul_rate()
-    print(f"fp32 matmul 2048x2048x2048 in TensorFlow: {rate:.1f} GFLOP/s (measured in this run)")
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    rows, rate = benchmark_formats(model, input_size, formats, threads=args.threads, repeats=args.repeats, macs=macs)
     print(f"{name} at {input_size[0]}x{input_size[1]}, batch 1: {model.count_params():,} parameters, "
           f"{macs / 1e9:.2f} GMAC")
-    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    rows = benchmark_formats(model, input_size, formats, threads=args.threads, repeats=args.repeats, macs=macs,
-                             matmul_gflops=rate)
+    print(f"fp32 matmul 2048x2048x2048 in TensorFlow: {rate:.1f} GFLOP/s (timed in turn with the formats, "
+          f"median of {args.repeats})")
     print("| format | latency (ms) | images/s | GFLOP/s | of matmul rate |")
     print("|---|---|---|---|---|")
     for row in rows:
@@ -53,18 +52,16 @@ def _print_formats(args):
 
 def _print_peer(args):
     from tfseg.bench import count_macs
-    from tfseg.bench.peer import PEER_CLASSES, PEER_SIZE, keras_hub_deeplab_v3plus, model_seconds, tfseg_deeplab_v3plus
+    from tfseg.bench.peer import PEER_CLASSES, PEER_SIZE, keras_hub_deeplab_v3plus, peer_seconds, tfseg_deeplab_v3plus
 
-    hub = keras_hub_deeplab_v3plus()
-    ours = tfseg_deeplab_v3plus()
-    rows = []
-    for label, model in (("tfseg deeplab_v3plus resnet50 (output stride 16)", ours),
-                         ("keras-hub DeepLabV3Plus resnet50", hub)):
-        seconds = model_seconds(model, PEER_SIZE, repeats=args.repeats, xla=args.xla)
-        rows.append((label, model.count_params(), count_macs(model, PEER_SIZE), seconds))
+    models = {"tfseg deeplab_v3plus resnet50 (output stride 16)": tfseg_deeplab_v3plus(),
+              "keras-hub DeepLabV3Plus resnet50": keras_hub_deeplab_v3plus()}
+    seconds = peer_seconds(list(models.values()), PEER_SIZE, repeats=args.repeats, xla=args.xla)
+    rows = [(label, model.count_params(), count_macs(model, PEER_SIZE), s)
+            for (label, model), s in zip(models.items(), seconds)]
     mode = "XLA-compiled tf.function" if args.xla else "tf.function"
     print(f"peer: {PEER_SIZE[0]}x{PEER_SIZE[1]}, batch 1, {PEER_CLASSES} classes, random weights, {mode}, "
-          "float input, logits out")
+          f"float input, logits out; median of {args.repeats} runs each, timed in turn")
     print("| model | parameters | GMAC | latency (ms) |")
     print("|---|---|---|---|")
     for label, params, macs, seconds in rows:

@@ -132,9 +132,10 @@ class SegmentationServing(tf.Module):
         # (a tf.Module holding only the Keras model leaves them as resource variables).
         layers = [model] + ([crf] if crf is not None else [])
         self.model_variables = [v.value for layer in layers for v in layer.variables]
-        self.serve = tf.function(self._serve)
+        self.serve = tf.function(self.outputs)
 
-    def _serve(self, image):
+    def outputs(self, image):
+        """The serving computation (``serve`` is this as a ``tf.function``)."""
         if self.check_inputs:
             image = _checked_image(image)
         pixels = tf.cast(image, tf.float32)

@@ -18,8 +18,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from tfseg.export.native_log import silenced_native_stderr
 from tfseg.export.parity import check_and_report
 from tfseg.export.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
@@ -105,8 +103,8 @@ def _saved_model_module(path, input_size):
 
     reference = SavedModelRunner(path)  # checks that tfseg wrote it
     module = tf.Module()
-    module.loaded = reference._loaded
-    signature = reference._loaded.signatures["serving_default"]
+    module.loaded = reference.loaded
+    signature = reference.function
     module.serve = tf.function(lambda image: {k: signature(image=image)[k] for k in ("labels", "probabilities")})
     module.fixed_size = reference.input_size
     if input_size is not None and reference.input_size not in (None, input_size):
@@ -180,12 +178,3 @@ def _check_int8(content):
     if floats:
         raise ValueError(f"int8 conversion left compute ops in float: {floats}")
 
-
-def input_details(content):
-    """Name, dtype, shape signature and quantisation of a TFLite file's image input."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreter = Interpreter(model_content=content)
-    detail = interpreter.get_input_details()[0]
-    return {"dtype": np.dtype(detail["dtype"]).name, "shape": detail["shape_signature"].tolist(),
-            "quantization": detail["quantization"]}

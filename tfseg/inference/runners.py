@@ -67,10 +67,10 @@ class SavedModelRunner:
         height, width = spec.shape[1:3]
         self.input_size = (height, width) if height is not None and width is not None else None
         self.num_classes = function.structured_outputs["probabilities"].shape[-1]
-        self._loaded, self._function, self._tf = loaded, function, tf
+        self.loaded, self.function, self._tf = loaded, function, tf
 
     def __call__(self, batch):
-        outputs = self._function(**{INPUT_NAME: self._tf.constant(_check_batch(batch))})
+        outputs = self.function(**{INPUT_NAME: self._tf.constant(_check_batch(batch))})
         return outputs["labels"].numpy(), outputs["probabilities"].numpy()
 
 
