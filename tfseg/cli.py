@@ -27,6 +27,7 @@ def quiet_tensorflow():
     """No TensorFlow/absl log noise on the console (the C++ start-up lines: ``tfseg._startup``)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 def build_parser():
