@@ -16,10 +16,8 @@ import sys
 
 
 @contextlib.contextmanager
-def quiet_native_stderr():
-    if os.environ.get("TFSEG_SHOW_TF_STARTUP") == "1" or "tensorflow" in sys.modules:
-        yield
-        return
+def stderr_to_devnull():
+    """Point file descriptor 2 at /dev/null for the block (a no-op where there is no such descriptor)."""
     try:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -35,6 +33,15 @@ def quiet_native_stderr():
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr():
+    if os.environ.get("TFSEG_SHOW_TF_STARTUP") == "1" or "tensorflow" in sys.modules:
+        yield
+        return
+    with stderr_to_devnull():
+        yield
 
 
 def import_tensorflow_quietly():

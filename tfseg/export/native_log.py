@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
+
+from tfseg._startup import stderr_to_devnull
 
 
 @contextlib.contextmanager
@@ -17,18 +18,5 @@ def silenced_native_stderr():
     if os.environ.get("TFSEG_SHOW_NATIVE_LOG") == "1":
         yield
         return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no usable descriptor 2
+    with stderr_to_devnull():
         yield
-        return
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
