@@ -18,3 +18,4 @@ from tfseg.registry import build_model, list_models, model_options  # noqa: E402
 from tfseg.inference.predict import predict  # noqa: E402, F401
 
 __version__ = "0.1.0"
+from tfseg import zoo  # noqa: E402, F401

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "tfseg.commands.predict",
     "tfseg.commands.bench",
     "tfseg.commands.demo",
+    "tfseg.commands.zoo",
 )
 
 

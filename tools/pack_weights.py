@@ -1,20 +1,18 @@
-"""Pack a trained ``.keras`` model as a small preset folder: ``config.json`` + fp16 ``model.weights.h5``.
+"""Pack a trained ``.keras`` model into its zoo card's folder: fp16 ``model.weights.h5`` + the card's weights entry.
 
-keras-hub's preset layout: ``config.json`` says how to rebuild the model (``tfseg.build_model``
-name, class count and options), ``model.weights.h5`` holds the weights stored as float16 (half
-the size; Keras casts them back to the variables' float32 when loading), ``metadata.json`` the
-parameter count, the sha256 of the weight file and whatever the caller adds (training command,
-figures). The fp16 copy is checked against the original: its labels on the given images must agree.
+The card (``zoo/NAME/card.yaml``) names the ``tfseg.build_model`` builder, class count and
+options; the weights are stored as float16 (half the size; Keras casts them back to the
+variables' float32 when loading) and checked against the original: the labels of both on
+8 CamVid val images must agree, and the agreement is written to the card with the file's sha256
+and the parameter count.
 
-    python tools/pack_weights.py RUN/model.keras zoo/NAME --builder deeplab_v3plus \\
-        --options '{"backbone": "mobilenet_v2"}' --metadata extra.json
+    python tools/pack_weights.py RUN/model.keras zoo/NAME
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 from pathlib import Path
 
 import h5py
@@ -43,27 +41,29 @@ def sha256(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
-    parser.add_argument("out")
-    parser.add_argument("--builder", required=True)
-    parser.add_argument("--options", default="{}")
-    parser.add_argument("--metadata", help="JSON file merged into metadata.json")
+    parser.add_argument("model", help="the trained .keras file")
+    parser.add_argument("card_folder", help="zoo/NAME, holding card.yaml")
     args = parser.parse_args(argv)
 
     import keras
+    import yaml
 
     import tfseg
+    from tfseg.data import open_dataset
+    from tfseg.data.pipeline import ExampleSource
+    from tfseg.zoo.cards import write_card
 
+    out = Path(args.card_folder)
+    card_path = out / "card.yaml"
+    card = yaml.safe_load(card_path.read_text())
     trained = keras.saving.load_model(args.model, compile=False)
     num_classes = int(trained.output_shape[-1])
-    options = json.loads(args.options)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rebuilt = tfseg.build_model(args.builder, num_classes, **options)
+    if num_classes != card["num_classes"]:
+        raise SystemExit(f"{args.model} has {num_classes} classes, {card_path} says {card['num_classes']}")
+    rebuilt = tfseg.build_model(card["builder"], num_classes, **(card["options"] or {}))
     trained_weights = trained.get_weights()
-    shapes = [w.shape for w in trained_weights]
-    if shapes != [tuple(w.shape) for w in rebuilt.weights]:
-        raise SystemExit(f"{args.model} does not have the weights of {args.builder} with {options}")
+    if [w.shape for w in trained_weights] != [tuple(w.shape) for w in rebuilt.weights]:
+        raise SystemExit(f"{args.model} does not have the weights of {card['builder']} with {card['options']}")
     rebuilt.set_weights(trained_weights)  # same builder: same weight order (checked on images below)
     weights = out / "model.weights.h5"
     full = out / "fp32.weights.h5"
@@ -71,25 +71,19 @@ def main(argv=None):
     to_float16(full, weights)
     full.unlink()
 
-    check = tfseg.build_model(args.builder, num_classes, **options)
+    check = tfseg.build_model(card["builder"], num_classes, **(card["options"] or {}))
     check.load_weights(weights)
-    from tfseg.data import open_dataset
-    from tfseg.data.pipeline import ExampleSource
-
     source = ExampleSource(open_dataset("camvid"), "val", limit=8)
     images = np.stack([source[i][0] for i in range(len(source))]).astype("float32")
     a = trained.predict(images, verbose=0).argmax(-1)
     b = check.predict(images, verbose=0).argmax(-1)
     agreement = float((a == b).mean())
-    config = {"builder": args.builder, "num_classes": num_classes, "options": options}
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    metadata = json.loads(Path(args.metadata).read_text()) if args.metadata else {}
-    metadata.update({
-        "keras_version": keras.__version__, "parameter_count": int(check.count_params()),
-        "weights_sha256": sha256(weights), "weights_dtype": "float16",
-        "fp16_label_agreement_on_8_camvid_val_images": agreement,
-    })
-    (out / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    card["parameters"] = int(check.count_params())
+    card["weights"] = {**(card.get("weights") or {}), "format": "keras_weights_h5", "file": weights.name,
+                       "sha256": sha256(weights), "dtype": "float16"}
+    card.setdefault("training", {})["fp16_label_agreement"] = (
+        f"{100 * agreement:.2f}% of pixels on 8 CamVid val images (fp16 storage vs the fp32 weights)")
+    write_card(card, card_path)
     print(f"{weights}: {weights.stat().st_size / 1e6:.2f} MB, fp16 vs fp32 label agreement {100 * agreement:.3f}%")
 
 

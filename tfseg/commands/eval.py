@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tfseg.commands.arguments import reports_errors
 from tfseg.commands.train import parse_value
 
 
@@ -17,10 +18,11 @@ def parse_scales(text):
     return tuple(float(v) for v in text.split(","))
 
 
-def crf_options(args):
+def crf_options(args, tuned=None):
+    """The CRF options: --crf-params, else the zoo card's tuned parameters (``tuned``), else tfseg's."""
     if not args.crf:
         return None
-    params = {}
+    params = dict(tuned or {})
     if args.crf_params:
         params = parse_value(args.crf_params)
         if not isinstance(params, dict):
@@ -28,9 +30,22 @@ def crf_options(args):
     return params
 
 
-def run(args):
-    import keras
+def _load(model, strategy):
+    """(model, the card's CRF parameters or None) for a .keras file or a zoo name (``zoo:NAME`` or NAME)."""
+    from pathlib import Path
 
+    from tfseg import zoo
+    from tfseg.inference.runners import load_keras_model
+
+    name = model[len("zoo:"):] if model.startswith("zoo:") else model
+    with strategy.scope():
+        if not Path(model).exists() and name in zoo.list():
+            return zoo.load(name), zoo.card(name).crf
+        return load_keras_model(model), None
+
+
+@reports_errors
+def run(args):
     from tfseg.data import open_dataset
     from tfseg.data.pipeline import ExampleSource
     from tfseg.training.config import _pair
@@ -42,13 +57,12 @@ def run(args):
     options = parse_value(args.dataset_options) if args.dataset_options else {}
     dataset = open_dataset(args.dataset, args.data_root, **options)
     source = ExampleSource(dataset, args.split, limit=args.limit).load_all()
-    with strategy.scope():
-        model = keras.saving.load_model(args.model, compile=False)
+    model, tuned_crf = _load(args.model, strategy)
     inference = {"scales": parse_scales(args.scales), "flip": args.flip}
     if args.window:
         inference = {"window": _pair(args.window, "--window")}
     results = {"plain": evaluate_source(model, source, batch_size=args.batch_size, strategy=strategy, **inference)}
-    crf = crf_options(args)
+    crf = crf_options(args, tuned_crf)
     if crf is not None:
         results["crf"] = evaluate_source(model, source, batch_size=args.batch_size, strategy=strategy, crf=crf,
                                          **inference)
@@ -65,7 +79,7 @@ def run(args):
 
 def register(subparsers):
     parser = subparsers.add_parser("eval", help="evaluate a model on a dataset split (per-class IoU, 4 scores)")
-    parser.add_argument("model", help="a .keras file")
+    parser.add_argument("model", help="a .keras file or a zoo name (zoo:NAME or NAME; see tfseg zoo list)")
     parser.add_argument("--dataset", default="camvid")
     parser.add_argument("--data-root")
     parser.add_argument("--dataset-options", help="JSON object of reader options")
@@ -76,7 +90,7 @@ def register(subparsers):
     parser.add_argument("--flip", action="store_true", help="also average the left-right flipped image")
     parser.add_argument("--window", help="sliding-window inference with HxW crops")
     parser.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
-    parser.add_argument("--crf-params", help="JSON object of tfseg.crf.dense_crf keywords")
+    parser.add_argument("--crf-params", help="JSON object of DenseCRF options (default: a zoo card's tuned ones, else tfseg's)")
     parser.add_argument("--strategy", default="default")
     parser.add_argument("--logical-cpus", type=int, default=0)
     parser.add_argument("--out", help="folder for metrics.json, confusion pictures and overlays")

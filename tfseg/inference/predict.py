@@ -84,9 +84,9 @@ def predict(model, image, *, crf=None, num_threads=None):
     """The label map (int32 [H, W]) of ``image`` under ``model``.
 
     ``model``: a keras.Model, a ``.keras`` file, a SavedModel folder or ``.tflite`` file exported
-    by ``tfseg.export`` (or, once the zoo exists, a zoo name). ``image``: uint8 RGB [H, W, 3] or an
+    by ``tfseg.export``, or a zoo name (``tfseg.zoo.list()``). ``image``: uint8 RGB [H, W, 3] or an
     image file; a list of them gives a list of label maps (the model is loaded once).
-    ``crf``: True (tfseg's CRF parameters), a dict of ``tfseg.layers.DenseCRF`` options or a layer.
+    ``crf``: True (tfseg's CRF parameters; for a zoo name the card's tuned ones), a dict of ``tfseg.layers.DenseCRF`` options or a layer.
     ``num_threads``: TFLite interpreter threads.
     """
     predictor = Predictor(model, crf=crf, num_threads=num_threads)

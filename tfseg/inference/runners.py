@@ -155,7 +155,7 @@ def load_runner(model, crf=None, num_threads=None):
         if suffix in TFLITE_SUFFIXES:
             return TFLiteRunner(path, num_threads=num_threads)
         raise ValueError(f"model file {path}: unknown format {suffix!r}; expected .keras, .tflite or a SavedModel folder")
-    return zoo_runner(str(model))
+    return zoo_runner(str(model), crf=crf)
 
 
 def load_keras_model(path):
@@ -169,9 +169,16 @@ def load_keras_model(path):
         raise ValueError(f"cannot load Keras model {path}: {type(error).__name__}: {error}") from error
 
 
-def zoo_runner(name):
-    """Models by zoo name: the place where a zoo lookup plugs in (there is no zoo yet)."""
-    raise ValueError(
-        f"unknown model {name!r}: not a .keras file, a SavedModel folder or a .tflite file, "
-        "and no model zoo is installed to look the name up in"
-    )
+def zoo_runner(name, crf=None):
+    """A zoo name: the card's model with its pretrained weights; ``crf=True`` takes the card's tuned CRF."""
+    from tfseg import zoo
+
+    name = name[len("zoo:"):] if name.startswith("zoo:") else name
+    if name not in zoo.list():
+        raise ValueError(
+            f"unknown model {name!r}: not a .keras file, a SavedModel folder, a .tflite file or a zoo name "
+            f"(zoo: {', '.join(zoo.list())})"
+        )
+    if crf is True and zoo.card(name).crf:
+        crf = zoo.card(name).crf
+    return KerasRunner(zoo.load(name), crf=crf)
