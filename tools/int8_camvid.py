@@ -37,36 +37,53 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args(argv)
 
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    summary = float_and_int8(args.model, Path(args.out), (height, width), calibration=args.calibration,
+                             calibration_limit=args.calibration_limit, val_limit=args.val_limit,
+                             threads=args.threads, repeats=args.repeats)
+    out = Path(args.out)
+    val = summary["val"]
+    keras_miou = summary["keras_mean_iou"]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"val mean IoU on {val}: Keras {keras_miou:.2f}, float TFLite {summary['float_tflite_mean_iou']:.2f}, "
+          f"int8 TFLite {summary['int8_tflite_mean_iou']:.2f} (loss {summary['int8_loss_points']:.2f} points; goal <= 1.0)")
+    print(f"int8 labels agree with Keras on {summary['int8_pixel_agreement']:.2f}% of pixels")
+    print(f"LiteRT, {args.threads} threads, {height}x{width}: float {summary['float_tflite_ms']:.1f} ms, "
+          f"int8 {summary['int8_tflite_ms']:.1f} ms (int8 {summary['int8_speedup']:.2f}x faster; goal >= 2x)")
+    return 0
+
+
+def float_and_int8(model, out, size, *, calibration="camvid:train", calibration_limit=100, val_limit=None, threads=2,
+                   repeats=10):
+    """Export ``model`` (a .keras path or a keras.Model) to float and int8 TFLite in ``out``; their figures."""
     import numpy as np
 
     import tfseg.export
     from tfseg.bench.timing import median_seconds
     from tfseg.inference.runners import TFLiteRunner
 
-    height, width = (int(v) for v in args.size.lower().split("x"))
-    out = Path(args.out)
+    height, width = size
     out.mkdir(parents=True, exist_ok=True)
-    val = "camvid:val" + (f":{args.val_limit}" if args.val_limit else "")
-    common = dict(input_size=(height, width), parity_data=val, num_threads=args.threads)
+    val = "camvid:val" + (f":{val_limit}" if val_limit else "")
+    common = dict(input_size=(height, width), parity_data=val, num_threads=threads)
     print(f"float TFLite, parity on {val} ...", flush=True)
-    float_report = tfseg.export.tflite(args.model, out / "float.tflite", **common)
-    print(f"int8 TFLite, calibrated on {args.calibration} (first {args.calibration_limit}) ...", flush=True)
-    int8_report = tfseg.export.tflite(args.model, out / "int8.tflite", quantization="int8",
-                                      representative_data=args.calibration,
-                                      calibration_limit=args.calibration_limit, **common)
+    float_report = tfseg.export.tflite(model, out / "float.tflite", **common)
+    print(f"int8 TFLite, calibrated on {calibration} (first {calibration_limit}) ...", flush=True)
+    int8_report = tfseg.export.tflite(model, out / "int8.tflite", quantization="int8",
+                                      representative_data=calibration, calibration_limit=calibration_limit, **common)
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
     seconds = {}
     for name in ("float", "int8"):
-        runner = TFLiteRunner(out / f"{name}.tflite", num_threads=args.threads)
-        seconds[name] = median_seconds(lambda: runner(image), repeats=args.repeats)
-
+        runner = TFLiteRunner(out / f"{name}.tflite", num_threads=threads)
+        seconds[name] = median_seconds(lambda: runner(image), repeats=repeats)
     keras_miou = float_report["reference_mean_iou"]
     float_entry = float_report["formats"]["tflite"]
     int8_entry = int8_report["formats"]["tflite (int8)"]
-    summary = {
-        "model": str(args.model), "val": val, "size": [height, width], "threads": args.threads,
+    return {
+        "model": str(getattr(model, "name", model)), "val": val, "size": [height, width], "threads": threads,
         "keras_mean_iou": keras_miou,
         "float_tflite_mean_iou": float_entry["mean_iou"],
+        "float_tflite_pixel_agreement": float_entry["pixel_agreement"],
         "int8_tflite_mean_iou": int8_entry["mean_iou"],
         "int8_loss_points": keras_miou - int8_entry["mean_iou"],
         "int8_pixel_agreement": int8_entry["pixel_agreement"],
@@ -74,13 +91,6 @@ def main(argv=None):
         "int8_tflite_ms": seconds["int8"] * 1e3,
         "int8_speedup": seconds["float"] / seconds["int8"],
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"val mean IoU on {val}: Keras {keras_miou:.2f}, float TFLite {float_entry['mean_iou']:.2f}, "
-          f"int8 TFLite {int8_entry['mean_iou']:.2f} (loss {summary['int8_loss_points']:.2f} points; goal <= 1.0)")
-    print(f"int8 labels agree with Keras on {int8_entry['pixel_agreement']:.2f}% of pixels")
-    print(f"LiteRT, {args.threads} threads, {height}x{width}: float {summary['float_tflite_ms']:.1f} ms, "
-          f"int8 {summary['int8_tflite_ms']:.1f} ms (int8 {summary['int8_speedup']:.2f}x faster; goal >= 2x)")
-    return 0
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def register(subparsers):
         "export", help="export a model to SavedModel or TFLite, with a parity report",
         description="Export MODEL to OUT: the file takes uint8 RGB pixels and returns labels and probabilities. "
                     "A parity report against the Keras model is written beside it (OUT.parity.json / .txt).")
-    parser.add_argument("model", help="a .keras file (or, for --format tflite, a SavedModel folder exported by tfseg)")
+    parser.add_argument("model", help="a .keras file, a zoo name (or, for --format tflite, a SavedModel folder exported by tfseg)")
     parser.add_argument("out", help="the SavedModel folder or .tflite file to write")
     parser.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     parser.add_argument("--quantization", choices=QUANTIZATIONS, default="none", help="TFLite only (default none)")

@@ -7,6 +7,7 @@ import json
 # flag -> TrainConfig key, for the options most runs set; every other key via --set KEY=VALUE.
 FLAGS = {
     "--model": ("model", str),
+    "--pretrained": ("pretrained", str),
     "--dataset": ("dataset", str),
     "--data-root": ("data_root", str),
     "--crop": ("crop_size", str),

@@ -1,4 +1,4 @@
-"""The Keras model an export starts from: a keras.Model or a ``.keras`` file."""
+"""The Keras model an export starts from: a keras.Model, a ``.keras`` file or a zoo name."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ def as_keras_model(model):
         return model
     if isinstance(model, (str, Path)):
         path = Path(model)
+        zoo_model = _zoo_model(str(model)) if not path.exists() else None
+        if zoo_model is not None:
+            return zoo_model
         if not path.is_file():
             raise FileNotFoundError(f"model file {path} does not exist")
         if path.suffix.lower() != ".keras":
@@ -20,4 +23,12 @@ def as_keras_model(model):
         from tfseg.inference.runners import load_keras_model
 
         return load_keras_model(path)
-    raise TypeError(f"model must be a keras.Model or a .keras path; got {type(model).__name__}")
+    raise TypeError(f"model must be a keras.Model, a .keras path or a zoo name; got {type(model).__name__}")
+
+
+def _zoo_model(name):
+    """The pretrained zoo model ``name`` (``zoo:NAME`` or NAME), or None when it is not a zoo name."""
+    from tfseg import zoo
+
+    name = name[len("zoo:"):] if name.startswith("zoo:") else name
+    return zoo.load(name) if name in zoo.list() else None

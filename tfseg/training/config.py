@@ -17,6 +17,7 @@ class TrainConfig:
     # what to train
     model: str = "deeplab_v3plus"
     model_options: dict = dataclasses.field(default_factory=dict)
+    pretrained: str | None = None  # a zoo name: start from its weights, the classifier replaced for the dataset
     dataset: str = "synthetic"
     data_root: str | None = None
     dataset_options: dict = dataclasses.field(default_factory=dict)
@@ -68,8 +69,23 @@ class TrainConfig:
             raise ValueError(f"batch_norm_momentum={self.batch_norm_momentum!r}: expected 'auto', None or a number")
         if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
             raise ValueError(f"class_weights={self.class_weights!r}: expected a list, 'median_frequency' or None")
+        if self.pretrained is not None:
+            self._take_architecture_from_card()
         if self.steps is None and self.epochs is None:
             raise ValueError("give the length of training: steps= (optimizer steps) or epochs=")
+
+    def _take_architecture_from_card(self):
+        from tfseg import zoo
+
+        card = zoo.card(self.pretrained)
+        given_model = self.model not in (TrainConfig.model, card.builder)
+        given_options = self.model_options and dict(self.model_options) != card.options
+        if given_model or given_options:
+            raise ValueError(
+                f"pretrained={self.pretrained!r} is {card.builder} with {card.options}; leave model and model_options "
+                f"unset (got model={self.model!r}, model_options={self.model_options!r})"
+            )
+        self.model, self.model_options = card.builder, card.options
 
     def to_dict(self):
         return dataclasses.asdict(self)

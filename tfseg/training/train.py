@@ -106,10 +106,19 @@ def make_optimizer(config, total_steps):
 
 
 def build_training_model(config, num_classes, total_steps):
-    """The model of ``config`` with its fine-tuning, weight-decay and batch-norm settings applied."""
+    """The model of ``config`` with its fine-tuning, weight-decay and batch-norm settings applied.
+
+    ``config.pretrained`` (a zoo name) starts from that model's weights; a class count other than
+    the card's replaces the classifier and keeps every other weight.
+    """
     from tfseg.registry import build_model
 
-    model = build_model(config.model, num_classes, (None, None, 3), **config.model_options)
+    if config.pretrained:
+        from tfseg import zoo
+
+        model = zoo.load(config.pretrained, num_classes=num_classes)
+    else:
+        model = build_model(config.model, num_classes, (None, None, 3), **config.model_options)
     configure_for_fine_tuning(model, config.freeze_backbone, config.freeze_batch_norm)
     set_batch_norm_momentum(model, config.batch_norm_momentum, total_steps)
     if config.optimizer == "sgd" and config.weight_decay:

@@ -22,7 +22,7 @@ CARD_FILE = "card.yaml"
 WEIGHT_FORMATS = ("keras_weights_h5", "official_deeplab_checkpoint")
 REQUIRED_KEYS = ("name", "title", "builder", "num_classes", "options", "dataset", "classes", "palette",
                  "preprocessing", "input_size", "weights")
-OPTIONAL_KEYS = ("paper", "parameters", "crf", "published", "measured", "training", "notes")
+OPTIONAL_KEYS = ("paper", "parameters", "crf", "crf_tuning", "published", "measured", "training", "notes")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
