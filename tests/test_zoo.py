@@ -20,7 +20,8 @@ from tfseg.zoo.cards import CARD_FILE, CardError, read_card, write_card
 from tfseg.zoo.download import cached_path, fetch
 
 ZOO = Path(__file__).resolve().parents[1] / "zoo"
-ENTRIES = sorted(p.name for p in ZOO.iterdir() if p.is_dir())
+SAMPLES = "samples"  # zoo/samples: the CamVid images tfseg demo segments, not a model
+ENTRIES = sorted(p.name for p in ZOO.iterdir() if p.is_dir() and p.name != SAMPLES)
 CAMVID_CARDS = sorted(n for n in ENTRIES if n.startswith("camvid_"))
 WEIGHT_SUFFIXES = (".h5", ".keras", ".tflite", ".npz", ".ckpt", ".index", ".pb")
 
@@ -49,6 +50,13 @@ def test_every_file_of_ours_is_pinned_by_its_card():
     for path, digest in pinned.items():
         assert sha256(path) == digest, path
         assert path.stat().st_size < 8e6, f"{path} is {path.stat().st_size / 1e6:.1f} MB"
+
+
+def test_at_most_five_sample_images_with_their_citation():
+    images = [p for p in (ZOO / SAMPLES).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
+    assert 1 <= len(images) <= 5
+    readme = (ZOO / SAMPLES / "README.md").read_text()
+    assert "Brostow" in readme and all(p.name in readme for p in images)
 
 
 def test_zoo_list_and_cli_show_every_card():

@@ -7,7 +7,7 @@
    other weight kept;
 3. freeze the backbone (its batch norms then use their moving statistics): only the ASPP, the
    decoder and the new classifier learn, which suits a small new dataset;
-4. ``model.fit`` on tfseg's augmented stream (DeepLab's scale/crop/flip), AdamW, the loss that
+4. ``model.fit`` on tfseg's augmented stream (``tfseg.zoo.finetune.fine_tune`` does 2-4) (DeepLab's scale/crop/flip), AdamW, the loss that
    ignores void pixels;
 5. val mean IoU before (the new head is random) and after.
 
@@ -36,32 +36,20 @@ def main(argv=None):
     parser.add_argument("--val-limit", type=int, default=None)
     args = parser.parse_args(argv)
 
-    import keras
-
-    import tfseg
+    from tfseg import zoo
     from tfseg.data import open_dataset
-    from tfseg.data.pipeline import ExampleSource, training_batches
-    from tfseg.losses import SparseCrossEntropyWithIgnore
+    from tfseg.data.pipeline import ExampleSource
     from tfseg.training.evaluate import evaluate_source
-    from tfseg.training.train import configure_for_fine_tuning
+    from tfseg.zoo.finetune import fine_tune
 
     dataset = open_dataset("synthetic", args.data, generate=True)
-    train = ExampleSource(dataset, "train").load_all()
     val = ExampleSource(dataset, "val", limit=args.val_limit).load_all()
-
-    model = tfseg.zoo.load(args.zoo, num_classes=dataset.num_classes)
-    configure_for_fine_tuning(model, freeze_backbone=True)
-    before = evaluate_source(model, val, batch_size=8).scores["mean_iou"]
-
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3, weight_decay=1e-4),
-                  loss=SparseCrossEntropyWithIgnore(ignore_label=dataset.ignore_label))
-    stream = training_batches(train, args.batch_size, (args.crop, args.crop), scale_range=(0.75, 1.25))
-    model.fit(stream, steps_per_epoch=args.steps, epochs=1, shuffle=False, verbose=2)
-
+    before = evaluate_source(zoo.load(args.zoo, num_classes=dataset.num_classes), val, batch_size=8)
+    model = fine_tune(args.zoo, dataset, steps=args.steps, batch_size=args.batch_size, crop_size=(args.crop, args.crop))
     after = evaluate_source(model, val, batch_size=8)
     print(after.table())
     result = {"zoo": args.zoo, "classes": list(dataset.class_names), "steps": args.steps,
-              "val_mean_iou_before": before, "val_mean_iou_after": after.scores["mean_iou"]}
+              "val_mean_iou_before": before.scores["mean_iou"], "val_mean_iou_after": after.scores["mean_iou"]}
     print(json.dumps(result))
     return model, result
 

@@ -1,8 +1,11 @@
-"""``tfseg demo``: generate the synthetic set, train a small DeepLab v3+, evaluate with and without the CRF.
+"""``tfseg demo``: the user's story, offline on a fresh clone.
 
-The report folder gets ``metrics.json`` (the four scores, per-class IoU, and the same under the
-dense CRF), colour overlays, confusion-matrix pictures, the training config and the trained
-``model.keras``. Runs offline; ``--data`` trains on any supported dataset instead.
+1. load the pretrained CamVid model from the zoo (weights in the repository, sha256-checked);
+2. segment the CamVid sample images shipped in ``zoo/samples`` (or ``--images``);
+3. refine them with the dense CRF, with the parameters tuned for the model on its card;
+4. export the model to TFLite (builtin ops) and check that its labels agree with Keras;
+5. fine-tune it briefly on new classes (the synthetic shapes set, written on the fly);
+6. write the report folder: overlays, label maps, ``model.tflite`` with its parity report, ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -11,64 +14,115 @@ import json
 import time
 from pathlib import Path
 
-# A small DeepLab v3+ that learns the synthetic shapes in a few minutes on two CPU cores.
-DEMO_CONFIG = {
-    "model": "deeplab_v3plus",
-    "model_options": {"backbone": "mobilenet_v2", "decoder": True, "output_stride": 8},
-    "crop_size": (128, 128),
-    "batch_size": 8,
-    "optimizer": "adamw",
-    "learning_rate": 3e-3,
-    "weight_decay": 1e-4,
-    "warmup_steps": 30,
-    "checkpoint_every": 100,
-    "eval_batch_size": 8,
-}
-DEMO_STEPS = 300
+from tfseg.commands.arguments import reports_errors
+
+DEMO_MODEL = "camvid_deeplab_v3plus_mobilenet_v2"
+FINE_TUNE_STEPS = 60
+STAGES = ("load the zoo model", "segment the samples", "refine with the CRF", "export to TFLite and check parity",
+          "fine-tune on new classes", "write the report")
 
 
-def run(args):
+def _segment(model, card, images, out):
+    """Label maps without and with the card's CRF: ``<stem>_labels.png``, ``<stem>_overlay.png`` (with the
+    CRF) and ``<stem>_compare.png`` (image | model | model + CRF)."""
+    import numpy as np
+
+    from tfseg.inference import Predictor
+    from tfseg.inference.outputs import write_prediction
+    from tfseg.visualize import overlay, write_rgb
+
+    plain, refined = Predictor(model), Predictor(model, crf=card.crf or True)
+    rows = []
+    for path, image in images.items():
+        labels, _ = plain(image)
+        crf_labels, _ = refined(image)
+        write_prediction(out, path.stem, image, crf_labels, card.palette)
+        write_rgb(out / f"{path.stem}_compare.png", np.concatenate(
+            [image, overlay(image, labels, card.palette), overlay(image, crf_labels, card.palette)], axis=1))
+        shares = np.bincount(crf_labels.ravel(), minlength=card.num_classes) / crf_labels.size
+        rows.append({"image": path.name, "crf_changed_pixels": float((labels != crf_labels).mean()),
+                     "class_shares_with_crf": {n: round(float(s), 4) for n, s in zip(card.class_names, shares) if s}})
+    return rows
+
+
+def _fine_tune(name, root, steps):
     from tfseg.data import open_dataset
     from tfseg.data.pipeline import ExampleSource
     from tfseg.training.evaluate import evaluate_source
-    from tfseg.training.report import write_overlays
-    from tfseg.training.train import train
-    from tfseg.visualize import confusion_chart, write_rgb
+    from tfseg.zoo.finetune import fine_tune
 
+    dataset = open_dataset("synthetic", root, generate=True, num_train=64, num_val=16)
+    model = fine_tune(name, dataset, steps=steps, batch_size=8, crop_size=(128, 128), verbose=0)
+    result = evaluate_source(model, ExampleSource(dataset, "val").load_all(), batch_size=8)
+    return {"dataset": "synthetic shapes", "classes": list(dataset.class_names), "steps": steps,
+            "frozen": "backbone", "val_mean_iou": result.scores["mean_iou"],
+            "val_pixel_accuracy": result.scores["pixel_accuracy"]}
+
+
+@reports_errors
+def run(args):
+    from tfseg import export, zoo
+    from tfseg.commands.progress import Progress
+    from tfseg.inference.sources import image_files, read_image
+
+    started = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    if args.data is None:
-        dataset_name, root, options = "synthetic", out / "data", {"generate": True}
-        print(f"writing the synthetic dataset to {root}", flush=True)
-    else:
-        dataset_name, root, options = args.dataset, args.data, {}
-    config = dict(DEMO_CONFIG, dataset=dataset_name, data_root=str(root), dataset_options=options,
-                  steps=args.steps, out_dir=str(out / "training"), val_split=None, verbose=1)
-    model, _ = train(None, **config)
+    samples_dir = Path(args.images) if args.images else zoo.cards.zoo_dir() / "samples"
+    images = {path: read_image(path) for path in image_files(samples_dir)}
+    metrics = {"model": args.model}
+    with Progress(len(STAGES), "stages") as progress:
+        def stage(index, text):
+            print(f"\n[{index + 1}/{len(STAGES)}] {STAGES[index]}: {text}", flush=True)
 
-    dataset = open_dataset(dataset_name, root, **({} if args.data is None else options))
-    source = ExampleSource(dataset, "val").load_all()
-    print(f"evaluating on {len(source)} val images, without and with the dense CRF", flush=True)
-    plain = evaluate_source(model, source, batch_size=8)
-    refined = evaluate_source(model, source, batch_size=8, crf={})
-    metrics = {**plain.to_dict(), "crf": refined.to_dict(), "steps": args.steps,
-               "seconds": round(time.time() - started, 1), "dataset": dataset_name, "images": len(source)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    write_rgb(out / "confusion.png", confusion_chart(plain.confusion, dataset.class_names))
-    write_rgb(out / "confusion_crf.png", confusion_chart(refined.confusion, dataset.class_names))
-    write_overlays(model, source, out, count=4)
-    model.save(out / "model.keras")
-    print(f"\nwithout CRF:\n{plain.table()}\n\nwith CRF: mean IoU {100 * refined.scores['mean_iou']:.2f}, "
-          f"pixel accuracy {100 * refined.scores['pixel_accuracy']:.2f}")
-    print(f"\nreport: {out} (metrics.json, overlays, confusion.png, model.keras) in {time.time() - started:.0f} s")
+        card = zoo.card(args.model)
+        model = zoo.load(args.model)
+        stage(0, f"{card.title}, {model.count_params():,} parameters; card: val mean IoU "
+                 f"{card.measured('val_mean_iou')}, with CRF {card.measured('val_mean_iou_crf')}")
+        metrics["card"] = {e["metric"]: e["value"] for e in card.data.get("measured") or () if e["metric"] != "val_class_iou"}
+        progress.update()
+
+        stage(1, f"{len(images)} images from {samples_dir}")
+        progress.update()
+        metrics["crf_parameters"] = card.crf
+        metrics["samples"] = _segment(model, card, images, out)
+        changed = sum(r["crf_changed_pixels"] for r in metrics["samples"]) / len(images)
+        stage(2, f"the CRF changed {100 * changed:.1f}% of the pixels; see *_compare.png (image | model | model + CRF)")
+        progress.update()
+
+        report = export.tflite(model, out / "model.tflite", input_size=card.input_size, parity_data=str(samples_dir),
+                               num_threads=args.threads)
+        parity = report["formats"]["tflite"]
+        metrics["tflite"] = {"file": "model.tflite", "input_size": card.input_size,
+                             "pixel_agreement_with_keras": parity["pixel_agreement"],
+                             "worst_image_agreement": parity["worst_image_agreement"],
+                             "mean_iou_against_keras_labels": parity["mean_iou_vs_reference"]}
+        stage(3, f"model.tflite labels agree with Keras on {parity['pixel_agreement']:.3f}% of the sample pixels")
+        progress.update()
+
+        if args.steps:
+            metrics["fine_tune"] = _fine_tune(args.model, out / "synthetic", args.steps)
+            stage(4, f"{args.steps} steps on {len(metrics['fine_tune']['classes'])} new classes, backbone frozen: "
+                     f"val mean IoU {100 * metrics['fine_tune']['val_mean_iou']:.2f}")
+        else:
+            stage(4, "skipped (--steps 0)")
+        progress.update()
+
+        metrics["seconds"] = round(time.time() - started, 1)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        stage(5, f"{out}: metrics.json, *_compare.png, *_overlay.png, *_labels.png, model.tflite (+ parity report), "
+                 f"{metrics['seconds']:.0f} s")
+        progress.update()
     return 0
 
 
 def register(subparsers):
-    parser = subparsers.add_parser("demo", help="train a small DeepLab v3+ on synthetic data and write a report")
+    parser = subparsers.add_parser(
+        "demo", help="the pretrained CamVid model end to end: segment, CRF, TFLite parity, fine-tune; a report")
     parser.add_argument("--out", default="tfseg-demo", help="report folder (default ./tfseg-demo)")
-    parser.add_argument("--steps", type=int, default=DEMO_STEPS, help=f"training steps (default {DEMO_STEPS})")
-    parser.add_argument("--data", help="train on this dataset folder instead of the synthetic set")
-    parser.add_argument("--dataset", default="voc", help="the layout of --data (default voc)")
+    parser.add_argument("--model", default=DEMO_MODEL, help=f"zoo name (default {DEMO_MODEL})")
+    parser.add_argument("--images", help="a folder of images to segment instead of zoo/samples")
+    parser.add_argument("--steps", type=int, default=FINE_TUNE_STEPS,
+                        help=f"fine-tuning steps on the synthetic classes (default {FINE_TUNE_STEPS}; 0 skips)")
+    parser.add_argument("--threads", type=int, default=2, help="TFLite interpreter threads")
     parser.set_defaults(func=run)

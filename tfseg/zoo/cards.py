@@ -49,6 +49,10 @@ class ModelCard:
         return self.data["name"]
 
     @property
+    def title(self):
+        return self.data["title"]
+
+    @property
     def folder(self):
         return self.path.parent
 
