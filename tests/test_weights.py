@@ -107,6 +107,8 @@ def test_table_matches_the_installed_keras_applications_source():
     assert "file_hash" not in inspect.getsource(mobilenet_v2)  # Keras pins no hash for it
     assert entry.file_hash is None and "none published" in entry.hash_source
     for entry in W.IMAGENET_WEIGHTS.values():
+        if entry.format == "official_deeplab_tarball":  # Xception-65: tests/test_official_converter.py
+            continue
         assert entry.url.startswith("https://storage.googleapis.com/tensorflow/keras-applications/")
         assert entry.url.endswith("/" + entry.file_name)
         if entry.file_hash is not None:

@@ -1,7 +1,8 @@
 """Backbones: functional builders returning dict-of-endpoints Keras models (see ``common``).
 
 ``BACKBONES`` is data: for each name, its builder, the input scaling its weights expect, and
-whether keras.applications publishes ImageNet weights for it.
+whether ImageNet weights are published for it (keras.applications' files; for Xception-65 the
+official DeepLab checkpoint, see ``tfseg.backbones.weights``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tfseg.backbones.common import FeatureInfo, check_output_stride, feature_str
 class BackboneSpec:
     builder: str  # "module:function"
     preprocessing: str  # ImagePreprocessing mode
-    imagenet: bool  # keras.applications ImageNet weights exist for it
+    imagenet: bool  # ImageNet weights exist for it (keras.applications, or the official DeepLab checkpoint)
     reference: str
 
 
@@ -25,7 +26,7 @@ BACKBONES = {
     "resnet50": BackboneSpec("tfseg.backbones.resnet:resnet50", "caffe", True, "He et al. 2016"),
     "resnet101": BackboneSpec("tfseg.backbones.resnet:resnet101", "caffe", True, "He et al. 2016"),
     "xception41": BackboneSpec("tfseg.backbones.xception:xception41", "tf", False, "Chen et al. 2018"),
-    "xception65": BackboneSpec("tfseg.backbones.xception:xception65", "tf", False, "Chen et al. 2018"),
+    "xception65": BackboneSpec("tfseg.backbones.xception:xception65", "tf", True, "Chen et al. 2018"),
     "xception71": BackboneSpec("tfseg.backbones.xception:xception71", "tf", False, "Chen et al. 2018"),
     "mobilenet_v2": BackboneSpec("tfseg.backbones.mobilenet_v2:mobilenet_v2", "tf", True, "Sandler et al. 2018"),
 }
@@ -51,10 +52,11 @@ def build_backbone(name, input_shape=(None, None, 3), *, output_stride=32, weigh
                    allow_unverified_weights=False, **options):
     """Build backbone ``name`` and optionally load ImageNet weights.
 
-    ``weights``: None (random), ``"imagenet"`` (the keras.applications file, hash-verified) or a
-    path to a Keras HDF5 weight file with keras.applications layer names. ``weights_hash`` (sha256
-    or md5 hex) pins the file; it is required for MobileNetV2, whose file Keras publishes no hash
-    for, unless ``allow_unverified_weights=True`` accepts it unverified (with a warning giving its
+    ``weights``: None (random), ``"imagenet"`` (the keras.applications file, or for Xception-65
+    the official DeepLab checkpoint tarball, hash-verified) or a path to a Keras HDF5 weight file
+    with keras.applications layer names (or to an official tarball). ``weights_hash`` (sha256
+    or md5 hex) pins the file; it is required for MobileNetV2 and Xception-65, whose files have no
+    published hash, unless ``allow_unverified_weights=True`` accepts it unverified (with a warning giving its
     sha256). The model builders pass them as ``backbone_weights_hash`` / ``allow_unverified_weights``.
     """
     if weights is None and (weights_hash is not None or allow_unverified_weights):

@@ -1,4 +1,4 @@
-"""ImageNet backbone weights from the keras.applications weight files.
+"""ImageNet backbone weights: the keras.applications weight files, and DeepLab's Xception-65 checkpoint.
 
 The files are the legacy Keras HDF5 weight files that ``keras.applications`` downloads (root
 attribute ``layer_names``; one group per layer with attribute ``weight_names``; tensors in the
@@ -13,6 +13,13 @@ Hashes: keras.applications pins its files with the md5 values below (``file_hash
 ``WEIGHTS_HASHES``; a 32-hex ``file_hash`` is md5 under ``hash_algorithm="auto"``). Keras
 publishes no hash for the MobileNetV2 files (``mobilenet_v2.py`` calls ``get_file`` without
 ``file_hash``): that file needs a user-supplied hash or an explicit ``allow_unverified=True``.
+
+Xception-65 has no keras.applications file: its ImageNet weights are the official DeepLab
+checkpoint tarball (``research/deeplab/g3doc/model_zoo.md``, ``xception_65_imagenet``), converted
+by ``tfseg.zoo.official`` (every tensor used once, shapes checked, the 1001-class classifier
+ignored). The model zoo publishes no checksum for it either. The conversion runs once per
+tarball: the converted weights are cached in the cache folder (where the download goes) as
+``<tarball>.<sha256 prefix>.converted.npz``.
 """
 
 from __future__ import annotations
@@ -23,11 +30,13 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +62,9 @@ class WeightsFile:
     # them unused (and logs it) only when the model has none of them.
     optional_layers: tuple[str, ...] = ()
     optional_reason: str = ""
+    # "keras_h5": a legacy keras.applications HDF5 file; "official_deeplab_tarball": an official
+    # DeepLab checkpoint tarball, converted by tfseg.zoo.official.
+    format: str = "keras_h5"
 
 
 IMAGENET_WEIGHTS = {
@@ -101,7 +113,17 @@ IMAGENET_WEIGHTS = {
             "layer_18, and so does tfseg's unless built with include_last_conv=True"
         ),
     ),
+    "xception65": WeightsFile(
+        file_name="deeplabv3_xception_2018_01_04.tar.gz",
+        url="http://download.tensorflow.org/models/deeplabv3_xception_2018_01_04.tar.gz",
+        file_hash=None,
+        hash_algorithm=None,
+        hash_source="none published: tensorflow/models research/deeplab/g3doc/model_zoo.md lists the URL only",
+        description="official DeepLab Xception-65 ImageNet checkpoint (xception_65_imagenet), 447 MB tarball",
+        format="official_deeplab_tarball",
+    ),
 }
+OFFICIAL_TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -388,6 +410,9 @@ def load_imagenet_weights(
     The table's ``optional_layers`` of ``backbone`` (e.g. MobileNetV2's ``Conv_1`` top, which
     DeepLab's MobileNetV2 does not have) are left unused when the model has none of them; that is
     logged (logger ``tfseg.backbones.weights``, INFO) and they are not in the returned list.
+
+    Official DeepLab tarballs (the table's ``xception65`` entry, or a local ``.tar.gz`` path) go
+    through ``load_official_tarball``; ``require_all`` does not apply (the conversion is always complete).
     """
     table_key = source if source in IMAGENET_WEIGHTS else (backbone or model.name)
     optional_layers = IMAGENET_WEIGHTS[table_key].optional_layers if table_key in IMAGENET_WEIGHTS else ()
@@ -406,6 +431,11 @@ def load_imagenet_weights(
             raise FileNotFoundError(f"weight file {path} does not exist")
         if file_hash is not None and file_digest(path, hash_algorithm_of(file_hash)) != file_hash.lower():
             raise WeightsHashError(f"{path} does not have the {hash_algorithm_of(file_hash)} hash {file_hash}")
+    table_format = IMAGENET_WEIGHTS[table_key].format if table_key in IMAGENET_WEIGHTS else "keras_h5"
+    if (source in ("imagenet", table_key) and table_format == "official_deeplab_tarball") or (
+        path.name.endswith(OFFICIAL_TARBALL_SUFFIXES)
+    ):
+        return load_official_tarball(model, path, cache_dir=cache_dir)
     file_layers = {name: tensors for name, tensors in read_legacy_h5_weights(path).items() if tensors}
 
     model_layers = {}
@@ -477,3 +507,45 @@ def load_imagenet_weights(
             path, unused, IMAGENET_WEIGHTS[table_key].optional_reason,
         )
     return list(file_layers)
+
+
+# --------------------------------------------------------------------------------------------
+# Official DeepLab checkpoint tarballs
+
+
+def load_official_tarball(model, tarball, cache_dir=None):
+    """Load an official DeepLab backbone checkpoint tarball (e.g. Xception-65 ImageNet) into ``model``.
+
+    ``model`` is the backbone, or a model holding it (the nested tfseg Xception / MobileNetV2 gets
+    the weights). The first call extracts the tarball into a temporary folder, converts it with
+    ``tfseg.zoo.official.load_official_checkpoint`` and caches the converted weights (official
+    names, ``.npz``) in the cache folder as ``<tarball>.<sha256[:16]>.converted.npz``; later calls
+    load that file, with the same checks. Returns the backbone's layer names that got weights.
+    """
+    # Imported here: tfseg.zoo.official imports this module.
+    from tfseg.zoo import official
+
+    tarball = Path(tarball)
+    backbone = official.official_backbone(model)
+    folder = default_cache_dir(cache_dir)
+    stem = tarball.name
+    for suffix in OFFICIAL_TARBALL_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    converted = folder / f"{stem}.{file_digest(tarball)[:16]}.converted.npz"
+    if converted.is_file():
+        try:
+            report = official.load_official_checkpoint(backbone, converted)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # mismatched, unreadable or truncated
+            raise WeightsMismatchError(
+                f"the converted weights {converted} of {tarball} do not load ({error}); delete that file to convert "
+                "the tarball again"
+            ) from error
+        logger.info("%s", report)
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f"{stem}.", dir=folder) as extracted:
+            official.extract_tarball(tarball, extracted)
+            report = official.load_official_checkpoint(backbone, official.find_checkpoint(extracted))
+        logger.info("%s; caching the converted weights in %s", report, converted)
+        official.save_official_weights(backbone, converted)
+    return [layer.name for layer in backbone.layers if layer.weights]
