@@ -163,6 +163,44 @@ def test_zoo_card_loads_an_official_tarball(tmp_path, mobilenet_voc):
     assert_same_weights(model, expected)
 
 
+def test_official_card_downloads_converts_once_and_reuses_the_conversion(tmp_path, monkeypatch, mobilenet_voc):
+    """weights="pretrained" on an official card: get_file from the card's URL (here file://), sha256 pinned
+    with weights_hash=, converted once; the second load uses the cached conversion (the tarball's
+    checkpoint is no longer readable then)."""
+    import hashlib
+    import shutil
+
+    import yaml
+
+    from tfseg.zoo.cards import write_card
+    from tfseg.zoo.download import cached_path
+
+    _, tensors = mobilenet_voc
+    (tmp_path / "served").mkdir()
+    tarball = oc.write_tarball(tmp_path / "served" / "deeplabv3_mnv2_pascal_train_aug_2018_01_29.tar.gz",
+                               oc.with_decoys(tensors), folder="deeplabv3_mnv2_pascal_train_aug",
+                               checkpoint="model.ckpt-30000")
+    digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
+    zoo_copy = tmp_path / "zoo" / "deeplabv3_mobilenet_v2_voc"
+    shutil.copytree(tfseg.zoo.cards.zoo_dir() / "deeplabv3_mobilenet_v2_voc", zoo_copy)
+    card = yaml.safe_load((zoo_copy / "card.yaml").read_text())
+    card["weights"]["url"] = tarball.as_uri()
+    write_card(card, zoo_copy / "card.yaml")
+    monkeypatch.setenv("TFSEG_ZOO_DIR", str(tmp_path / "zoo"))
+    monkeypatch.setenv("TFSEG_CACHE_DIR", str(tmp_path / "cache"))
+    expected = mobilenet_v2_voc_model()
+    oc.set_expected_weights(expected, tensors)
+
+    with pytest.raises(W.WeightsHashError, match="no sha256 is published"):
+        tfseg.zoo.load("deeplabv3_mobilenet_v2_voc")
+    assert_same_weights(tfseg.zoo.load("deeplabv3_mobilenet_v2_voc", weights_hash=digest), expected)
+    downloaded = cached_path(card["weights"]["file_name"])
+    conversions = list(downloaded.parent.glob("*.converted.npz"))
+    assert downloaded.is_file() and len(conversions) == 1
+    tarball.unlink()
+    assert_same_weights(tfseg.zoo.load("deeplabv3_mobilenet_v2_voc", weights_hash=digest), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Mismatches fail before anything is assigned, naming every variable
 

@@ -1,6 +1,6 @@
 """Pack a trained ``.keras`` model into its zoo card's folder: fp16 ``model.weights.h5`` + the card's weights entry.
 
-The card (``zoo/NAME/card.yaml``) names the ``tfseg.build_model`` builder, class count and
+The card (``card.yaml`` in the card's folder) names the ``tfseg.build_model`` builder, class count and
 options; the weights are stored as float16 (half the size; Keras casts them back to the
 variables' float32 when loading) and checked against the original: the labels of both on
 8 CamVid val images must agree, and the agreement is written to the card with the file's sha256

@@ -30,13 +30,11 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -517,35 +515,12 @@ def load_official_tarball(model, tarball, cache_dir=None):
     """Load an official DeepLab backbone checkpoint tarball (e.g. Xception-65 ImageNet) into ``model``.
 
     ``model`` is the backbone, or a model holding it (the nested tfseg Xception / MobileNetV2 gets
-    the weights). The first call extracts the tarball into a temporary folder, converts it with
-    ``tfseg.zoo.official.load_official_checkpoint`` and caches the converted weights (official
-    names, ``.npz``) in the cache folder as ``<tarball>.<sha256[:16]>.converted.npz``; later calls
-    load that file, with the same checks. Returns the backbone's layer names that got weights.
+    the weights); converted once and cached in the cache folder (``tfseg.zoo.official.load_tarball``).
+    Returns the backbone's layer names that got weights.
     """
     # Imported here: tfseg.zoo.official imports this module.
     from tfseg.zoo import official
 
-    tarball = Path(tarball)
     backbone = official.official_backbone(model)
-    folder = default_cache_dir(cache_dir)
-    stem = tarball.name
-    for suffix in OFFICIAL_TARBALL_SUFFIXES:
-        stem = stem.removesuffix(suffix)
-    converted = folder / f"{stem}.{file_digest(tarball)[:16]}.converted.npz"
-    if converted.is_file():
-        try:
-            report = official.load_official_checkpoint(backbone, converted)
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # mismatched, unreadable or truncated
-            raise WeightsMismatchError(
-                f"the converted weights {converted} of {tarball} do not load ({error}); delete that file to convert "
-                "the tarball again"
-            ) from error
-        logger.info("%s", report)
-    else:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=f"{stem}.", dir=folder) as extracted:
-            official.extract_tarball(tarball, extracted)
-            report = official.load_official_checkpoint(backbone, official.find_checkpoint(extracted))
-        logger.info("%s; caching the converted weights in %s", report, converted)
-        official.save_official_weights(backbone, converted)
+    official.load_tarball(backbone, tarball, default_cache_dir(cache_dir))
     return [layer.name for layer in backbone.layers if layer.weights]

@@ -10,7 +10,6 @@ with a new classifier and every other weight kept: the fine-tuning path.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 
 from tfseg.zoo.cards import get_card, list_cards
@@ -54,7 +53,7 @@ def load(name, *, weights="pretrained", num_classes=None, input_shape=(None, Non
                 raise ValueError(f"zoo model {name!r} has no pretrained weights on its card; use weights=None")
             _load_pretrained(model, zoo_card, weights_hash, allow_unverified, cache_dir)
         else:
-            _load_local(model, zoo_card, Path(weights), cache_dir)
+            _load_local(model, zoo_card, Path(weights))
     if num_classes is None or int(num_classes) == zoo_card.num_classes:
         return model
     from tfseg.zoo.transfer import transfer_weights
@@ -75,42 +74,33 @@ def _load_pretrained(model, zoo_card, weights_hash, allow_unverified, cache_dir)
         return
     sha256 = (weights_hash or spec.get("sha256") or None)
     path = fetch(spec["url"], spec["file_name"], sha256, cache_dir=cache_dir, allow_unverified=allow_unverified)
-    _load_file(model, zoo_card, path, cache_dir)
+    _load_file(model, zoo_card, path)
 
 
-def _load_local(model, zoo_card, path, cache_dir):
+def _load_local(model, zoo_card, path):
     if not path.exists():
         raise FileNotFoundError(f"weights={str(path)!r}: no such file or folder")
-    _load_file(model, zoo_card, path, cache_dir)
+    _load_file(model, zoo_card, path)
 
 
-def _load_file(model, zoo_card, path, cache_dir):
+def _load_file(model, zoo_card, path):
     if path.is_file() and path.name.endswith(".h5"):
         model.load_weights(path)
     elif zoo_card.weights.get("format") == "official_deeplab_checkpoint":
-        load_official(model, path, zoo_card.name, cache_dir)
+        load_official(model, path)
     else:
         raise ValueError(f"{path}: zoo model {zoo_card.name} takes a .weights.h5 file")
 
 
-def load_official(model, path, name, cache_dir=None):
+def load_official(model, path):
     """Weights of an official DeepLab tarball, extracted folder or checkpoint prefix into ``model``.
 
-    A tarball is converted once: the converted weights are cached beside it as
-    ``<name>.<sha256 prefix>.weights.h5`` and loaded from there afterwards.
+    A tarball is converted once; the converted weights are cached beside it (``official.load_tarball``).
     """
-    from tfseg.backbones.weights import file_digest
-    from tfseg.zoo.official import extract_tarball, find_checkpoint, load_official_checkpoint
+    from tfseg.zoo.official import find_checkpoint, load_official_checkpoint, load_tarball
 
     path = Path(path)
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
-        converted = path.with_name(f"{name}.{file_digest(path)[:16]}.weights.h5")
-        if converted.is_file():
-            model.load_weights(converted)
-            return
-        with tempfile.TemporaryDirectory(dir=path.parent) as folder:
-            extract_tarball(path, folder)
-            load_official_checkpoint(model, find_checkpoint(folder))
-        model.save_weights(converted)
+        load_tarball(model, path, path.parent)
         return
     load_official_checkpoint(model, find_checkpoint(path) if path.is_dir() else str(path))

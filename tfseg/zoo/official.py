@@ -375,3 +375,37 @@ def extract_tarball(path, dest):
         extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
         archive.extractall(dest, members=members, **extra)
     return dest
+
+
+def load_tarball(model, tarball, cache_folder):
+    """Load an official tarball into ``model`` (whole DeepLab model or backbone), converting it once.
+
+    The first call extracts the tarball into a temporary folder, converts it with
+    ``load_official_checkpoint`` and caches the converted weights (official names, ``.npz``) as
+    ``<cache_folder>/<tarball stem>.<sha256[:16]>.converted.npz``; later calls load that file,
+    with the same one-to-one checks. Returns the ``ConversionReport``.
+    """
+    import tempfile
+    import zipfile
+
+    from tfseg.backbones.weights import OFFICIAL_TARBALL_SUFFIXES, file_digest
+
+    tarball, folder = Path(tarball), Path(cache_folder)
+    stem = tarball.name
+    for suffix in OFFICIAL_TARBALL_SUFFIXES:
+        stem = stem.removesuffix(suffix)
+    converted = folder / f"{stem}.{file_digest(tarball)[:16]}.converted.npz"
+    if converted.is_file():
+        try:
+            return load_official_checkpoint(model, converted)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:  # mismatched, unreadable or truncated
+            raise WeightsMismatchError(
+                f"the converted weights {converted} of {tarball} do not load ({error}); delete that file to convert "
+                "the tarball again"
+            ) from error
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{stem}.", dir=folder) as extracted:
+        extract_tarball(tarball, extracted)
+        report = load_official_checkpoint(model, find_checkpoint(extracted))
+    save_official_weights(model, converted)
+    return report
