@@ -145,7 +145,7 @@ def test_fast_and_portable_implementations_agree():
     rng = np.random.default_rng(2)
     image = rng.integers(0, 256, (2, 30, 41, 3), dtype=np.uint8)
     unary = rng.uniform(0.0, 4.0, (2, 30, 41, 5)).astype(np.float32)
-    for gaussian_filter in ("lattice", "convolution"):
+    for gaussian_filter in ("lattice", "convolution", "grid"):
         fast = dense_crf(image, unary, iterations=5, implementation="fast", gaussian_filter=gaussian_filter)
         portable = dense_crf(image, unary, iterations=5, implementation="portable", gaussian_filter=gaussian_filter)
         np.testing.assert_allclose(fast.numpy(), portable.numpy(), atol=1e-4)  # float32 summation order
@@ -157,7 +157,7 @@ def _agreement(images, unaries, references, **kwargs):
 
 
 @oracle
-@pytest.mark.parametrize("gaussian_filter", ["lattice", "convolution"])
+@pytest.mark.parametrize("gaussian_filter", ["lattice", "convolution", "grid"])
 def test_camvid_labels_agree_with_pydensecrf(camvid, gaussian_filter):
     """Corrupted ground-truth unaries on full 360x480 CamVid val images, README parameters, 10 iterations."""
     images, labels, unaries = camvid
@@ -171,7 +171,7 @@ def test_camvid_labels_agree_with_pydensecrf(camvid, gaussian_filter):
 
 
 @oracle
-@pytest.mark.parametrize("kernel", ["gaussian", "bilateral", "gaussian-convolution"])
+@pytest.mark.parametrize("kernel", ["gaussian", "bilateral", "gaussian-convolution", "gaussian-grid"])
 def test_camvid_single_kernel_agreement(camvid, kernel):
     images, labels, unaries = camvid
     if kernel == "bilateral":
@@ -180,7 +180,7 @@ def test_camvid_single_kernel_agreement(camvid, kernel):
     else:
         references = [reference_marginals(i, u, bilateral=None) for i, u in zip(images, unaries)]
         kwargs = dict(README, bilateral_compat=0,
-                      gaussian_filter="convolution" if kernel == "gaussian-convolution" else "lattice")
+                      gaussian_filter=kernel.split("-")[1] if "-" in kernel else "lattice")
     agreement = _agreement(images, unaries, references, **kwargs)
     print(f"{kernel} only: agreement {agreement}")
     assert min(agreement) >= 0.999, agreement
@@ -304,7 +304,7 @@ def test_entry_count_limit_raises_for_extreme_batches():
 
 def test_crf_public_surface():
     expected = {"dense_crf", "mean_field_inference", "message_transform", "PairwiseFilters", "PermutohedralLattice",
-                "ConvolutionGaussianFilter", "HashTable", "hash_unique", "IMPLEMENTATIONS", "GAUSSIAN_FILTERS",
+                "ConvolutionGaussianFilter", "GridGaussianFilter", "HashTable", "hash_unique", "IMPLEMENTATIONS", "GAUSSIAN_FILTERS",
                 "HASHINGS"}
     assert set(tfseg.crf.__all__) == expected
     assert all(hasattr(tfseg.crf, name) for name in expected)
@@ -368,7 +368,8 @@ def test_graph_uses_standard_ops_and_builds_each_lattice_once(implementation):
     unary = tf.TensorSpec([None, None, None, 4], tf.float32)
     counts = {}
     for iterations in (1, 6):
-        ops = _graph_op_types(lambda i, u, n=iterations: dense_crf(i, u, iterations=n, implementation=implementation),
+        ops = _graph_op_types(lambda i, u, n=iterations: dense_crf(i, u, iterations=n, implementation=implementation,
+                                                                   gaussian_filter="lattice"),
                               image, unary)
         assert not {"PyFunc", "EagerPyFunc", "PyFuncStateless"} & set(ops)
         counts[iterations] = ops.count("Unique")
@@ -531,3 +532,26 @@ def test_searched_parameters_raise_camvid_miou():
                                              NUM_CLASSES, IGNORE_LABEL))
     print(f"held-out val {held_out}: mIoU before {before:.4f}, after {after:.4f}")
     assert after > before + 0.03, (before, after)
+
+
+def test_grid_gaussian_is_symmetric_and_a_gaussian_of_the_asked_width():
+    """K = U B U^T: symmetric; stride 1 is the exact convolution; an impulse spreads with variance ~ sxy^2."""
+    from tfseg.crf import ConvolutionGaussianFilter, GridGaussianFilter
+
+    image = tf.zeros([1, 23, 31, 3], tf.uint8)
+    grid = GridGaussianFilter(image, 3.0)
+    assert grid.stride == 3
+    impulses = tf.reshape(tf.eye(23 * 31), [23 * 31, 23, 31, 1])  # one field per pixel
+    kernel = tf.reshape(grid._filter(impulses), [23 * 31, 23 * 31]).numpy()
+    np.testing.assert_allclose(kernel, kernel.T, atol=1e-6)
+    xs = np.mgrid[:23, :31][1]
+    variances = []
+    for x in (15, 16, 17):  # the three phases relative to the grid: on average sxy^2
+        row = kernel[11 * 31 + x].reshape(23, 31)
+        variances.append(np.sum(row * (xs - x) ** 2) / row.sum())
+    assert abs(np.mean(variances) - 9.0) < 0.3, variances
+    exact = ConvolutionGaussianFilter(image, 3.0)
+    field = tf.random.stateless_uniform([1, 23, 31, 4], (1, 2))
+    np.testing.assert_allclose(GridGaussianFilter(image, 3.0, stride=1)(field), exact(field), atol=1e-6)
+    with pytest.raises(ValueError, match="too coarse"):
+        GridGaussianFilter(image, 1.0, stride=3)

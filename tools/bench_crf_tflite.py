@@ -233,7 +233,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, nargs="+", default=[2], help="interpreter thread counts to compare")
     parser.add_argument("--no-xnnpack", action="store_true",
                         help="also run each thread count without the XNNPACK delegate (builtin kernels only)")
-    parser.add_argument("--gaussian-filter", default="auto", choices=["auto", "convolution", "lattice"])
+    parser.add_argument("--gaussian-filter", default="auto", choices=["auto", "convolution", "grid", "lattice"])
     parser.add_argument("--deeplab", action="store_true",
                         help="the grid-searched CamVid parameters (bilateral sxy 20, srgb 3, compat 3)")
     parser.add_argument("--dynamic-size", action="store_true",

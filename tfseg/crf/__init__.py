@@ -12,6 +12,7 @@ from tfseg.crf.lattice import HASHINGS, IMPLEMENTATIONS, PermutohedralLattice
 from tfseg.crf.mean_field import (
     GAUSSIAN_FILTERS,
     ConvolutionGaussianFilter,
+    GridGaussianFilter,
     PairwiseFilters,
     dense_crf,
     mean_field_inference,
@@ -25,6 +26,7 @@ __all__ = [
     "PairwiseFilters",
     "PermutohedralLattice",
     "ConvolutionGaussianFilter",
+    "GridGaussianFilter",
     "HashTable",
     "hash_unique",
     "IMPLEMENTATIONS",

@@ -63,7 +63,8 @@ class HashTable:
 
     After construction: ``ids`` int32 [N] (the number of each element's key), ``representatives``
     int32 [U] (for each number, the index of the first element with that key, increasing),
-    ``keys`` int64 [U] (the distinct keys by number) and ``count`` (U, int32 scalar).
+    ``keys`` int64 [U] (the distinct keys by number), ``count`` (U, int32 scalar) and ``slot_order``
+    int32 [U] (the numbers in table slot order: a permutation).
     ``lookup(queries)`` gives the number of each query key, -1 where it is absent.
     """
 
@@ -136,6 +137,9 @@ class HashTable:
         self.representatives = _rows(is_first)
         self.keys = tf.gather(keys, self.representatives)
         self.count = tf.shape(self.representatives)[0]
+        # slot_order[i]: the number of the i-th key in table slot order (leftover keys last). Keys that
+        # differ by a constant sit a nearly constant number of slots apart in this order.
+        self.slot_order = renumber
         padded = tf.concat([renumber, [-1]], axis=0)  # never gathers from an empty tensor
         self._slot_number = tf.where(occupied, tf.gather(padded, tf.maximum(slot_number, 0)), -1)
         self._leftover_numbers = renumber[table_count:]

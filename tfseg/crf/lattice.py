@@ -238,6 +238,9 @@ class PermutohedralLattice:
 
         vertices = table(tf.reshape(flat, [-1]))
         vertex_keys = vertices.keys
+        # HashTable only: the vertex numbers in slot order (key mod a prime: blur neighbours, a constant
+        # key step away, sit a nearly constant distance apart in it). None for tf.unique.
+        self.slot_order = getattr(vertices, "slot_order", None)
         self.num_vertices = vertices.count
         vertex_of = tf.reshape(vertices.ids, [-1, d + 1])  # [S, d+1]
         self.vertex_index = tf.transpose(tf.gather(vertex_of, simplex_id))  # [d+1, P]

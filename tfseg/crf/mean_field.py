@@ -22,7 +22,10 @@ default: on the fast path it shares the bilateral lattice's splat and slice matm
 measured faster than convolving), or with ``gaussian_filter="convolution"`` by an exact
 separable depthwise Gaussian convolution truncated at 4 sigma; with symmetric normalisation the
 lattice's constant factor cancels and the labels agree with pydensecrf's on 99.96 % of pixels
-(tools/results/crf.md). Both forms are TFLite builtins.
+(tools/results/crf.md). ``gaussian_filter="grid"`` (``GridGaussianFilter``, the fast choice for
+fixed-size TFLite files) splats bilinearly onto a grid of stride floor(sxy), blurs it and slices it by
+a bilinear resize: 99.95 % agreement, at a fraction of the lattice's cost in TFLite. All forms
+are TFLite builtins.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import tensorflow as tf
 
 from tfseg.crf.lattice import IMPLEMENTATIONS, PermutohedralLattice
 
-GAUSSIAN_FILTERS = ("auto", "convolution", "lattice")
+GAUSSIAN_FILTERS = ("auto", "convolution", "grid", "lattice")
 TRUNCATE_SIGMAS = 4.0
 # The fast path splits the points into this many shards whose sparse matmuls (single-threaded
 # kernels in TF) run concurrently; 2 matches the 2-core target machine.
@@ -113,12 +116,14 @@ def check_widths(**widths):
             raise ValueError(f"{name} must be a positive number; got {value!r}")
 
 
-def _resolve_gaussian_filter(gaussian_filter):
+def _resolve_gaussian_filter(gaussian_filter, implementation="fast"):
     if gaussian_filter not in GAUSSIAN_FILTERS:
         raise ValueError(f"gaussian_filter={gaussian_filter!r}; valid: {list(GAUSSIAN_FILTERS)}")
     if gaussian_filter == "auto":
         # On the sparse path the 2-D lattice shares the bilateral term's splat and slice matmuls,
-        # which is faster than two convolution passes (tools/results/crf.md) and exact.
+        # which is faster than two convolution passes (tools/results/crf.md) and exact. (On the
+        # portable path "grid" is faster in TFLite, at 99.95 % instead of 100 % agreement, and
+        # does not yet convert with a dynamic image size: an explicit choice.)
         return "lattice"
     return gaussian_filter
 
@@ -150,6 +155,87 @@ class ConvolutionGaussianFilter:
     def __call__(self, field):
         norm = tf.cast(self.norm, field.dtype)
         return norm * self._convolve(norm * field)
+
+
+def _grid_size(length, stride):
+    """Grid points at pixels 0, s, 2s, ... up to the first one at or beyond the last pixel."""
+    return (length + stride - 2) // stride + 1
+
+
+class GridGaussianFilter:
+    """Symmetrically normalised spatial Gaussian of width ``sxy`` through a grid of stride s (TFLite-friendly).
+
+    ``K = U B U^T``: U [pixels, grid points] holds the bilinear interpolation weights from grid
+    points at every s-th pixel row and column, B is a separable Gaussian on the grid. U^T (the
+    splat) is a depthwise convolution with the separable tent kernel ``1 - |k|/s``, stride s; B
+    two 1-D depthwise convolutions truncated at 4 sigma; U (the slice) a bilinear resize with
+    aligned corners, grid point g onto pixel g s (then cropped to the image). K is exactly
+    symmetric, and the symmetric normalisation ``1/sqrt(K 1)`` cancels its constant factor. Each
+    bilinear step adds (s^2 - 1)/6 px^2 of variance on average, so B's variance is
+    ``sxy^2 - (s^2 - 1)/3`` px^2: K is a Gaussian of variance sxy^2 up to the grid's interpolation,
+    as pydensecrf's permutohedral lattice is one up to its own (both shift-variant
+    approximations; with s = 1 this is the exact convolution of ``ConvolutionGaussianFilter``).
+    ``stride``: s, by default ``max(1, floor(sxy))``.
+    """
+
+    def __init__(self, image, position_std, stride=None):
+        sxy = float(position_std)
+        self.stride = int(stride) if stride is not None else max(1, int(math.floor(sxy)))
+        s = self.stride
+        if s < 1 or (s * s - 1) / 3.0 >= sxy * sxy:
+            raise ValueError(f"grid stride {s} too coarse for sxy={sxy}: needs (s^2 - 1) / 3 < sxy^2")
+        self.tent = (1.0 - np.abs(np.arange(-(s - 1), s)) / s).astype(np.float32)
+        grid_std = math.sqrt(sxy * sxy - (s * s - 1) / 3.0) / s
+        radius = max(1, int(math.ceil(TRUNCATE_SIGMAS * grid_std)))
+        taps = np.arange(-radius, radius + 1, dtype=np.float64)
+        self.taps = np.exp(-0.5 * (taps / grid_std) ** 2).astype(np.float32)
+        shape = tf.shape(image)
+        self.height = image.shape[1] if image.shape[1] is not None else shape[1]
+        self.width = image.shape[2] if image.shape[2] is not None else shape[2]
+        ones = tf.ones_like(image[:1, :, :, :1], tf.float32)  # [1, H, W, 1], static channel (TFLite convs)
+        self.norm = tf.math.rsqrt(self._filter(ones) + 1e-20)  # [1, H, W, 1]
+
+    def _depthwise(self, field, kernel, strides, padding="VALID"):
+        channels = field.shape[-1] if field.shape[-1] is not None else tf.shape(field)[-1]
+        kernel = tf.tile(tf.constant(kernel[:, :, None, None], field.dtype), [1, 1, channels, 1])
+        return tf.nn.depthwise_conv2d(field, kernel, strides, padding)
+
+    def _filter(self, field):
+        s = self.stride
+        if s == 1:
+            grid = field
+        else:
+            rows, cols = _grid_size(self.height, s), _grid_size(self.width, s)
+            # VALID tent convolution, stride s, output g centred on pixel g s: s - 1 zeros before,
+            # enough after for `rows` (`cols`) outputs.
+            padding = [[0, 0], [s - 1, rows * s - self.height], [s - 1, cols * s - self.width], [0, 0]]
+            padded = tf.pad(field, padding)
+            if padded.shape[-1] is None and field.shape[-1] is not None:
+                # dynamic paddings lose the channel count, which TFLite's convolutions need
+                padded = tf.reshape(padded, tf.concat([tf.shape(padded)[:3], [field.shape[-1]]], axis=0))
+            grid = self._depthwise(padded, np.outer(self.tent, self.tent), [1, s, s, 1])
+        size = len(self.taps)
+        grid = self._depthwise(grid, self.taps.reshape(1, size), [1, 1, 1, 1], "SAME")
+        grid = self._depthwise(grid, self.taps.reshape(size, 1), [1, 1, 1, 1], "SAME")
+        if s == 1:
+            return grid
+        if field.dtype != tf.float32:  # ResizeBilinear computes in float32: the transposed splat instead
+            channels = field.shape[-1] if field.shape[-1] is not None else tf.shape(field)[-1]
+            kernel = tf.tile(tf.constant(np.outer(self.tent, self.tent)[:, :, None, None], field.dtype),
+                             [1, 1, channels, 1])
+            full = tf.nn.depthwise_conv2d_backprop_input(tf.shape(padded), kernel, grid, [1, s, s, 1], "VALID")
+            return full[:, s - 1:s - 1 + self.height, s - 1:s - 1 + self.width]
+        # Aligned corners: output pixel x reads grid coordinate x (cols - 1) / ((cols - 1) s) = x / s.
+        upsampled = tf.raw_ops.ResizeBilinear(images=grid, size=tf.stack([(rows - 1) * s + 1, (cols - 1) * s + 1]),
+                                              align_corners=True, half_pixel_centers=False)
+        static = all(isinstance(n, int) for n in (self.height, self.width))
+        if static and ((rows - 1) * s + 1, (cols - 1) * s + 1) == (self.height, self.width):
+            return upsampled
+        return upsampled[:, :self.height, :self.width]
+
+    def __call__(self, field):
+        norm = tf.cast(self.norm, field.dtype)
+        return norm * self._filter(norm * field)
 
 
 class PairwiseFilters:
@@ -186,8 +272,12 @@ class PairwiseFilters:
         hashing = "unique" if implementation == "fast" else "table"
         self.terms = []  # per kernel: ("lattice", lattice) or ("convolution", filter)
         for position_std, color_std in self.kernels:
-            if color_std is None and _resolve_gaussian_filter(gaussian_filter) == "convolution":
+            resolved = _resolve_gaussian_filter(gaussian_filter, implementation)
+            if color_std is None and resolved == "convolution":
                 self.terms.append(("convolution", ConvolutionGaussianFilter(image, position_std)))
+                continue
+            if color_std is None and resolved == "grid":
+                self.terms.append(("convolution", GridGaussianFilter(image, position_std)))
                 continue
             static_size = image.shape[1] is not None and image.shape[2] is not None
             if color_std is None and implementation == "portable" and static_size and _eager_available():
@@ -235,10 +325,35 @@ class PairwiseFilters:
             parts.append(tf.fill([2, 1], total))
             pair = tf.concat(parts, axis=1)
             self.blur_indices.append((pair[0], pair[1]))
+        self._blur_order = None
+        if self.implementation == "portable" and any(getattr(l, "slot_order", None) is not None for l in lattices):
+            self._slot_ordered_blur(lattices, offsets)
         self.row_blocks = tf.repeat(tf.range(len(lattices) + 1),
                                     tf.stack(self.vertex_counts + [tf.constant(1, tf.int32)]))
         self.entry_lattice = np.concatenate([np.full(lattice.dimension + 1, k) for k, lattice in enumerate(lattices)])
         self._alphas = np.array([lattice.alpha for lattice in lattices], np.float32)
+
+    def _slot_ordered_blur(self, lattices, offsets):
+        """Portable path: blur the stacked table in the hash tables' slot order, not in pixel order.
+
+        Splat and slice touch vertices in pixel order (their numbering); the blur's neighbour
+        gathers are random in that order when colours vary from pixel to pixel (a noisy image),
+        but in slot order a neighbour (a constant key step away) is a nearly constant distance
+        away: the gathers stream. One GATHER into slot order before the blur and one back after
+        cost less than the locality gained (tools/results/crf.md). Rows are only permuted: the
+        blurred values are the same numbers.
+        """
+        total = offsets[-1]
+        parts = []
+        for lattice, offset, count in zip(lattices, offsets, self.vertex_counts):
+            order = getattr(lattice, "slot_order", None)
+            parts.append((tf.range(count) if order is None else order) + offset)
+        order = tf.concat(parts + [tf.reshape(total, [1])], axis=0)  # new row -> old row; zero row stays last
+        rows = total + 1
+        inverse = tf.math.unsorted_segment_sum(tf.range(rows), order, rows)  # old row -> new row
+        self._blur_order, self._blur_inverse = order, inverse
+        self.blur_indices = [(tf.gather(inverse, tf.gather(minus, order)), tf.gather(inverse, tf.gather(plus, order)))
+                             for minus, plus in self.blur_indices]
 
     def _blur(self, table):
         """[0.5, 1, 0.5] blur of the stacked table [rows, C] along every lattice axis."""
@@ -253,8 +368,12 @@ class PairwiseFilters:
         Every row is doubled on every axis (a missing axis gathers the zero row twice), so the
         factor is the same for all lattices; the portable weights divide it out.
         """
+        if self._blur_order is not None:
+            table = tf.gather(table, self._blur_order)
         for minus, plus in self.blur_indices:
             table = tf.add_n([table, table, tf.gather(table, minus), tf.gather(table, plus)])
+        if self._blur_order is not None:
+            table = tf.gather(table, self._blur_inverse)
         return table
 
     def _entry_weights(self):
@@ -359,11 +478,11 @@ class PairwiseFilters:
         ``transforms`` are not applied again); see ``folded_slice_weights``.
         """
         dtype = points.dtype
-        labels = tf.shape(points)[-1]
         # reshape, not [:, :, None] (a STRIDED_SLICE copy in TFLite)
         splat_weights = tf.expand_dims(tf.cast(self.splat_weights, dtype), -1)
-        contributions = tf.reshape(splat_weights * tf.expand_dims(points, 0), [-1, labels])
-        table = self._doubled_blur(tf.math.unsorted_segment_sum(contributions, self._flat_entry_rows, self.table_rows))
+        # [E, P] segment ids on [E, P, C] contributions: no reshape to [E P, C] (a copy in TFLite).
+        contributions = splat_weights * tf.expand_dims(points, 0)
+        table = self._doubled_blur(tf.math.unsorted_segment_sum(contributions, self.entry_rows, self.table_rows))
         if slice_weights is None:
             table = self._transform_table(table, transforms)
             slice_weights = self.slice_weights
@@ -471,7 +590,9 @@ def _point_mean_field(unary, filters, transforms, iterations):
         if lattice_transforms:
             messages.append(filters.entry_messages(q, lattice_transforms, slice_weights))
         for convolution, transform in convolutions:
-            filtered = convolution(tf.reshape(q, shape))
+            field = tf.reshape(q, shape)
+            field.set_shape(unary.shape)  # a static label count for the depthwise convolutions (TFLite)
+            filtered = convolution(field)
             messages.append(tf.reshape(_apply(transform, filtered), tf.shape(q)))
         scores = tf.add_n([negative_unary] + messages)
     return tf.reshape(scores, shape)
@@ -542,7 +663,8 @@ def dense_crf(
 
     ``implementation``: "fast" (sparse matmul) or "portable" (segment_sum/gather, TFLite
     builtins). ``gaussian_filter``: "convolution" (exact separable Gaussian), "lattice" (as
-    pydensecrf) or "auto" (currently the lattice).
+    pydensecrf), "grid" (``GridGaussianFilter``: strided bilinear splat, blur, bilinear slice) or
+    "auto" (the lattice; "grid" is the faster choice for a fixed-size TFLite export).
 
     Called eagerly with number (or None) compats, it runs as a compiled tf.function (one trace
     per parameter set, shapes generalised); inside a graph it adds its ops to that graph.
