@@ -306,6 +306,17 @@ def test_bare_xception65_backbone_from_the_imagenet_checkpoint(imagenet_xception
     assert "xception_65/logits/weights (1, 1, 2048, 1001)" in message
 
 
+def test_imagenet_card_loads_the_backbone_only(imagenet_xception):
+    """The zoo's ImageNet Xception-65 card: the backbone from the tarball, the head as built, any class count."""
+    _, tensors, tarball, _ = imagenet_xception
+    model = tfseg.zoo.load("deeplabv3plus_xception65_imagenet", weights=str(tarball), num_classes=5,
+                           input_shape=(65, 65, 3))
+    assert model.output_shape[-1] == 5
+    expected = xception65()
+    oc.set_expected_weights(expected, backbone_tensors(tensors))
+    assert_same_weights(official.official_backbone(model), expected)
+
+
 # --------------------------------------------------------------------------------------------
 # Tarballs
 

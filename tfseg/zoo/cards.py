@@ -177,6 +177,8 @@ def _weights_problems(weights, folder):
     problems = []
     if weights.get("format") not in WEIGHT_FORMATS:
         problems.append(f"weights.format must be one of {list(WEIGHT_FORMATS)}, got {weights.get('format')!r}")
+    if weights.get("part", "model") not in ("model", "backbone"):
+        problems.append(f"weights.part must be 'model' or 'backbone', got {weights.get('part')!r}")
     if "licence" not in weights:
         problems.append("weights.licence is missing")
     if bool(weights.get("file")) == bool(weights.get("url")):

@@ -87,19 +87,23 @@ def _load_file(model, zoo_card, path):
     if path.is_file() and path.name.endswith(".h5"):
         model.load_weights(path)
     elif zoo_card.weights.get("format") == "official_deeplab_checkpoint":
-        load_official(model, path)
+        load_official(model, path, backbone_only=zoo_card.weights.get("part") == "backbone")
     else:
         raise ValueError(f"{path}: zoo model {zoo_card.name} takes a .weights.h5 file")
 
 
-def load_official(model, path):
+def load_official(model, path, backbone_only=False):
     """Weights of an official DeepLab tarball, extracted folder or checkpoint prefix into ``model``.
 
     A tarball is converted once; the converted weights are cached beside it (``official.load_tarball``).
+    ``backbone_only``: an ImageNet backbone checkpoint, loaded into the model's backbone (the rest
+    keeps its initialisation).
     """
-    from tfseg.zoo.official import find_checkpoint, load_official_checkpoint, load_tarball
+    from tfseg.zoo.official import find_checkpoint, load_official_checkpoint, load_tarball, official_backbone
 
     path = Path(path)
+    if backbone_only:
+        model = official_backbone(model)
     if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".tar")):
         load_tarball(model, path, path.parent)
         return
