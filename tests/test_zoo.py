@@ -122,8 +122,11 @@ def test_camvid_zoo_model_loads_offline_and_segments_val(name):
     logits = model.predict(images.astype("float32"), verbose=0)
     scores = scores_from_confusion(confusion_matrix(labels, logits, 11, ignore_label=11))
     # An untrained model scores about 1/11 here; the card's full-val figure is checked by the slow test.
-    assert float(scores["pixel_accuracy"]) > 0.7, float(scores["pixel_accuracy"])
-    assert float(scores["mean_iou"]) > 0.3, float(scores["mean_iou"])
+    # On 3 images the model stays within 15 points of its card's full-val pixel accuracy.
+    card_accuracy = zoo.card(name).measured("val_pixel_accuracy") / 100
+    accuracy = float(scores["pixel_accuracy"])
+    assert accuracy > max(card_accuracy - 0.15, 0.4), (accuracy, card_accuracy)
+    assert float(scores["mean_iou"]) > 0.2, float(scores["mean_iou"])
     # tfseg.predict takes the zoo name and gives the same labels.
     assert np.array_equal(tfseg.predict(name, images[0]), logits[0].argmax(-1))
 
