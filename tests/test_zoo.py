@@ -122,11 +122,13 @@ def test_camvid_zoo_model_loads_offline_and_segments_val(name):
     logits = model.predict(images.astype("float32"), verbose=0)
     scores = scores_from_confusion(confusion_matrix(labels, logits, 11, ignore_label=11))
     # An untrained model scores about 1/11 here; the card's full-val figure is checked by the slow test.
-    # On 3 images the model stays within 15 points of its card's full-val pixel accuracy.
-    card_accuracy = zoo.card(name).measured("val_pixel_accuracy") / 100
-    accuracy = float(scores["pixel_accuracy"])
-    assert accuracy > max(card_accuracy - 0.15, 0.4), (accuracy, card_accuracy)
-    assert float(scores["mean_iou"]) > 0.2, float(scores["mean_iou"])
+    # On these 3 images each model stays within 5 points of its card's full-val pixel accuracy and
+    # 6 points of its mean IoU (measured: 0.5-3.9 and 0.8-4.6 points).
+    card = zoo.card(name)
+    for metric, card_metric, tolerance in (("pixel_accuracy", "val_pixel_accuracy", 5),
+                                           ("mean_iou", "val_mean_iou", 6)):
+        measured = 100 * float(scores[metric])
+        assert measured > card.measured(card_metric) - tolerance, (metric, measured, card.measured(card_metric))
     # tfseg.predict takes the zoo name and gives the same labels.
     assert np.array_equal(tfseg.predict(name, images[0]), logits[0].argmax(-1))
 

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+import sys
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+
+from tfseg.bench.timing import interleaved_median_seconds  # noqa: E402
 
 LAYERS = 6
 
@@ -54,8 +57,10 @@ def stacks(channels, rng):
             x = tf.nn.relu(tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME"))
         return x
 
-    return {"conv 3x3": (conv_stack(conv3), 9), "conv 1x1": (conv_stack(conv1), 1),
-            "depthwise 3x3": (depthwise_stack, None)}
+    # Each stack with its multiply-adds per layer and output pixel.
+    return {"conv 3x3": (conv_stack(conv3), 9 * channels * channels),
+            "conv 1x1": (conv_stack(conv1), channels * channels),
+            "depthwise 3x3": (depthwise_stack, 9 * channels)}
 
 
 def convert(function, shape, quantize, rng):
@@ -81,12 +86,6 @@ def interpreter(content, threads):
     return runner
 
 
-def timed(runner):
-    start = time.perf_counter()
-    runner.invoke()
-    return time.perf_counter() - start
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="90x120", help="feature map HxW (DeepLab v3+ at 360x480, stride 4)")
@@ -102,16 +101,12 @@ def main(argv=None):
     print(f"{LAYERS} layers of {args.channels} channels at {height}x{width}; median of {args.repeats} runs, "
           "float and int8 timed in turn")
     print(f"{'stack':15s} {'threads':>7s} {'float ms':>9s} {'int8 ms':>8s} {'float/int8':>10s} {'float GMAC/s':>12s}")
-    for name, (function, taps) in stacks(args.channels, rng).items():
-        files = {q: convert(function, shape, q, rng) for q in (False, True)}
-        macs = LAYERS * height * width * args.channels * (taps * args.channels if taps else 9)
+    for name, (function, macs_per_pixel) in stacks(args.channels, rng).items():
+        files = [convert(function, shape, quantize, rng) for quantize in (False, True)]
+        macs = LAYERS * height * width * macs_per_pixel
         for threads in args.threads:
-            runners = {q: interpreter(content, threads) for q, content in files.items()}
-            times = {q: [] for q in runners}
-            for _ in range(args.repeats):
-                for q, runner in runners.items():
-                    times[q].append(timed(runner))
-            float_s, int8_s = (statistics.median(times[q]) for q in (False, True))
+            runners = [interpreter(content, threads) for content in files]
+            float_s, int8_s = interleaved_median_seconds([runner.invoke for runner in runners], args.repeats)
             print(f"{name:15s} {threads:7d} {1e3 * float_s:9.2f} {1e3 * int8_s:8.2f} {float_s / int8_s:10.2f} "
                   f"{macs / float_s / 1e9:12.1f}", flush=True)
     return 0
