@@ -18,7 +18,7 @@ import tensorflow as tf
 
 import tfseg
 import tfseg.export
-from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, float_compute_ops, op_counts
+from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, float_compute_ops, op_counts, operators
 from tiny_camvid import CLASSES, SIZE, downscaled, trained_model
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
@@ -97,6 +97,9 @@ def test_int8_is_full_integer_on_raw_pixels_and_keeps_val_miou(model, tmp_path):
     content = (tmp_path / "int8.tflite").read_bytes()
     assert float_compute_ops(content) == {}
     assert op_counts(content)["CONV_2D"] >= 10
+    # Labels from ARG_MAX on the int8 logits; the softmax alone in float, on the dequantised logits.
+    tail = {op.name: op.input_types[0] for op in operators(content) if op.name in ("ARG_MAX", "SOFTMAX")}
+    assert tail == {"ARG_MAX": "INT8", "SOFTMAX": "FLOAT32"}
     detail = litert.Interpreter(model_content=content).get_input_details()[0]
     assert detail["dtype"] == np.uint8 and detail["quantization"] == (0.0, 0)  # raw pixels, not quantised values
     entry = report["formats"]["tflite (int8)"]

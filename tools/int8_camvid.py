@@ -6,7 +6,8 @@ For a model trained on CamVid (a .keras file, e.g. DeepLab v3+ MobileNetV2 from 
    input size, each with its parity report on CamVid val (written beside the files);
 2. prints the val mean IoU of Keras, float TFLite and int8 TFLite against the ground truth, and the
    int8 loss in points (goal: at most 1.0);
-3. times float and int8 TFLite in the LiteRT interpreter in the same run (goal: int8 at least 2x faster).
+3. times float and int8 TFLite in the LiteRT interpreter in the same run, interleaved (goal: int8 at least
+   2x faster).
 
     python tools/int8_camvid.py model.keras [--out runs/int8] [--threads 2] [--val-limit N]
 
@@ -34,7 +35,7 @@ def main(argv=None):
     parser.add_argument("--calibration-limit", type=int, default=100)
     parser.add_argument("--val-limit", type=int, default=None, help="first N val images (default: all 101)")
     parser.add_argument("--threads", type=int, default=2, help="LiteRT interpreter threads")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs of each file, interleaved")
     args = parser.parse_args(argv)
 
     height, width = (int(v) for v in args.size.lower().split("x"))
@@ -54,12 +55,12 @@ def main(argv=None):
 
 
 def float_and_int8(model, out, size, *, calibration="camvid:train", calibration_limit=100, val_limit=None, threads=2,
-                   repeats=10):
+                   repeats=20):
     """Export ``model`` (a .keras path or a keras.Model) to float and int8 TFLite in ``out``; their figures."""
     import numpy as np
 
     import tfseg.export
-    from tfseg.bench.timing import median_seconds
+    from tfseg.bench.timing import interleaved_median_seconds
     from tfseg.inference.runners import TFLiteRunner
 
     height, width = size
@@ -72,10 +73,10 @@ def float_and_int8(model, out, size, *, calibration="camvid:train", calibration_
     int8_report = tfseg.export.tflite(model, out / "int8.tflite", quantization="int8",
                                       representative_data=calibration, calibration_limit=calibration_limit, **common)
     image = np.random.default_rng(0).integers(0, 256, (1, height, width, 3), dtype=np.uint8)
-    seconds = {}
-    for name in ("float", "int8"):
-        runner = TFLiteRunner(out / f"{name}.tflite", num_threads=threads)
-        seconds[name] = median_seconds(lambda: runner(image), repeats=repeats)
+    names = ("float", "int8")
+    runners = [TFLiteRunner(out / f"{name}.tflite", num_threads=threads) for name in names]
+    timed = interleaved_median_seconds([lambda runner=runner: runner(image) for runner in runners], repeats=repeats)
+    seconds = dict(zip(names, timed))
     keras_miou = float_report["reference_mean_iou"]
     float_entry = float_report["formats"]["tflite"]
     int8_entry = int8_report["formats"]["tflite (int8)"]
