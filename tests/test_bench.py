@@ -13,6 +13,7 @@ import pytest
 
 import tfseg
 from tfseg.bench import count_macs
+from tfseg.bench.cpu import cpu_description, cpu_info
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,11 +54,24 @@ def test_bench_command_prints_latency_and_matmul_fraction_per_format(tmp_path):
     gmac = count_macs(model, (64, 96)) / 1e9
     assert f"{model.count_params():,} parameters, {gmac:.2f} GMAC" in done.stdout
     assert re.search(r"fp32 matmul 2048x2048x2048 in TensorFlow: [\d.]+ GFLOP/s", done.stdout)
+    assert re.search(r"^CPU: .+; (has|lacks) .*avx2", done.stdout, re.M)
     rows = re.findall(r"^\| (keras|tflite|int8) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| (\d+)% \|$", done.stdout, re.M)
     assert [r[0] for r in rows] == ["keras", "tflite", "int8"]
     for _, latency, per_second, gflops, _ in rows:
         assert float(per_second) == pytest.approx(1e3 / float(latency), rel=0.02)
         assert float(gflops) == pytest.approx(2 * gmac / (float(latency) / 1e3), rel=0.05, abs=0.15)
+
+
+def test_cpu_description_reads_the_model_name_and_instruction_sets(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n\n"
+                       "processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n")
+    name, sets = cpu_info(cpuinfo)
+    assert name == "Example CPU 9000"
+    assert sets == {"avx2": True, "fma": True, "avx512f": True, "avx512_vnni": True, "avx_vnni": False, "amx_int8": False}
+    assert cpu_description(cpuinfo) == ("Example CPU 9000; has avx2, fma, avx512f, avx512_vnni; "
+                                        "lacks avx_vnni, amx_int8")
+    assert "instruction sets unknown" in cpu_description(tmp_path / "missing")
 
 
 def test_bench_command_errors_are_one_line(tmp_path):

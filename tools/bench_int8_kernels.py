@@ -24,18 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from tfseg.bench.cpu import cpu_description  # noqa: E402
 from tfseg.bench.timing import interleaved_median_seconds  # noqa: E402
 
 LAYERS = 6
-
-
-def cpu_features():
-    try:
-        flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return "unknown (no /proc/cpuinfo)"
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-    return ", ".join(f"{name} {'yes' if name in flags else 'no'}" for name in wanted)
 
 
 def stacks(channels, rng):
@@ -97,7 +89,7 @@ def main(argv=None):
     shape = (1, height, width, args.channels)
     rng = np.random.default_rng(0)
 
-    print(f"CPU: {cpu_features()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"CPU: {cpu_description()}; load average {os.getloadavg()[0]:.1f}")
     print(f"{LAYERS} layers of {args.channels} channels at {height}x{width}; median of {args.repeats} runs, "
           "float and int8 timed in turn")
     print(f"{'stack':15s} {'threads':>7s} {'float ms':>9s} {'int8 ms':>8s} {'float/int8':>10s} {'float GMAC/s':>12s}")

@@ -49,6 +49,7 @@ def main(argv=None):
     print(f"val mean IoU on {val}: Keras {keras_miou:.2f}, float TFLite {summary['float_tflite_mean_iou']:.2f}, "
           f"int8 TFLite {summary['int8_tflite_mean_iou']:.2f} (loss {summary['int8_loss_points']:.2f} points; goal <= 1.0)")
     print(f"int8 labels agree with Keras on {summary['int8_pixel_agreement']:.2f}% of pixels")
+    print(f"CPU: {summary['cpu']}")
     print(f"LiteRT, {args.threads} threads, {height}x{width}: float {summary['float_tflite_ms']:.1f} ms, "
           f"int8 {summary['int8_tflite_ms']:.1f} ms (int8 {summary['int8_speedup']:.2f}x faster; goal >= 2x)")
     return 0
@@ -60,6 +61,7 @@ def float_and_int8(model, out, size, *, calibration="camvid:train", calibration_
     import numpy as np
 
     import tfseg.export
+    from tfseg.bench.cpu import cpu_description
     from tfseg.bench.timing import interleaved_median_seconds
     from tfseg.inference.runners import TFLiteRunner
 
@@ -91,6 +93,7 @@ def float_and_int8(model, out, size, *, calibration="camvid:train", calibration_
         "float_tflite_ms": seconds["float"] * 1e3,
         "int8_tflite_ms": seconds["int8"] * 1e3,
         "int8_speedup": seconds["float"] / seconds["int8"],
+        "cpu": cpu_description(),
     }
 
 

@@ -109,7 +109,8 @@ def main(argv=None):
                     "int8_speedup", "int8_pixel_agreement", "float_tflite_pixel_agreement"):
             measured[f"val_{key}" if "mean_iou" in key else key] = figure(
                 f"val_{key}" if "mean_iou" in key else key, summary[key], command,
-                **({"setting": "LiteRT interpreter, 2 threads, 360x480, 2-core CPU"} if key.endswith("_ms") else {}))
+                **({"setting": f"LiteRT interpreter, 2 threads, 360x480, 2-core CPU: {summary['cpu']}"}
+                   if key.endswith(("_ms", "_speedup")) else {}))
     data["measured"] = list(measured.values())
     write_card(data, card.path)
     print(f"card {card.path} updated in {time.time() - started:.0f} s")

@@ -31,6 +31,7 @@ def _model(args, input_size):
 
 def _print_formats(args):
     from tfseg.bench import benchmark_formats, count_macs
+    from tfseg.bench.cpu import cpu_description
 
     input_size = args.size
     model, name = _model(args, input_size)
@@ -41,6 +42,7 @@ def _print_formats(args):
           f"{macs / 1e9:.2f} GMAC")
     print(f"fp32 matmul 2048x2048x2048 in TensorFlow: {rate:.1f} GFLOP/s (timed in turn with the formats, "
           f"median of {args.repeats})")
+    print(f"CPU: {cpu_description()}")
     print("| format | latency (ms) | images/s | GFLOP/s | of matmul rate |")
     print("|---|---|---|---|---|")
     for row in rows:
@@ -52,6 +54,7 @@ def _print_formats(args):
 
 def _print_peer(args):
     from tfseg.bench import count_macs
+    from tfseg.bench.cpu import cpu_description
     from tfseg.bench.peer import PEER_CLASSES, PEER_SIZE, keras_hub_deeplab_v3plus, peer_seconds, tfseg_deeplab_v3plus
 
     models = {"tfseg deeplab_v3plus resnet50 (output stride 16)": tfseg_deeplab_v3plus(),
@@ -62,6 +65,7 @@ def _print_peer(args):
     mode = "XLA-compiled tf.function" if args.xla else "tf.function"
     print(f"peer: {PEER_SIZE[0]}x{PEER_SIZE[1]}, batch 1, {PEER_CLASSES} classes, random weights, {mode}, "
           f"float input, logits out; median of {args.repeats} runs each, timed in turn")
+    print(f"CPU: {cpu_description()}")
     print("| model | parameters | GMAC | latency (ms) |")
     print("|---|---|---|---|")
     for label, params, macs, seconds in rows:
