@@ -32,5 +32,4 @@ def cpu_description(path="/proc/cpuinfo"):
         return f"{name} (instruction sets unknown: no {path})"
     have = [s for s, present in sets.items() if present]
     lacks = [s for s, present in sets.items() if not present]
-    return f"{name}; has {', '.join(have) or 'none of ' + '/'.join(INSTRUCTION_SETS)}" + (
-        f"; lacks {', '.join(lacks)}" if lacks else "")
+    return f"{name}; has {', '.join(have) or 'none'}" + (f"; lacks {', '.join(lacks)}" if lacks else "")

@@ -182,7 +182,8 @@ def _full_integer_with_float_softmax(converter, calibration):
     it took 5.3 ms of the int8 file's 21 ms, where DEQUANTIZE then XNNPACK's float softmax takes
     about 3 ms (and gives probabilities finer than int8's 1/256 steps). Every other op is int8; the
     labels still come from ARG_MAX on the int8 logits. Uses the quantisation debugger's denylist,
-    TF's public way to keep chosen ops in float.
+    TF's public way to keep chosen ops in float; the debugger also quantises once with numeric
+    checks for its own use (one extra quantisation pass, seconds, at export only).
     """
     import tensorflow as tf
 
