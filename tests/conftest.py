@@ -12,3 +12,11 @@ def _fresh_keras_session():
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic dataset (16 train / 5 val images of 48x64) for training tests."""
+    from tfseg.data.synthetic import write_synthetic_voc
+
+    return write_synthetic_voc(tmp_path_factory.mktemp("synthetic"), num_train=16, num_val=5, size=(48, 64))

@@ -17,69 +17,6 @@ from training_helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def synthetic_root(tmp_path_factory):
-    from tfseg.data.synthetic import write_synthetic_voc
-
-    return write_synthetic_voc(tmp_path_factory.mktemp("synthetic"), num_train=16, num_val=5, size=(48, 64))
-
-
-def test_killed_run_resumes_to_the_uninterrupted_weights(synthetic_root, tmp_path):
-    steps = 40
-    straight = write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", steps=steps))
-    run_training(straight)
-
-    config = write_config(tmp_path / "killed.json", tiny_config(synthetic_root, tmp_path / "killed", steps=steps))
-    process = subprocess.Popen(train_command(config), env=subprocess_env(), cwd=REPO,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint_index = tmp_path / "killed" / "checkpoints" / "checkpoint"
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if checkpoint_index.is_file() and "ckpt-" in checkpoint_index.read_text():
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    assert not (tmp_path / "killed" / "model.keras").exists()
-
-    resumed = run_training(config)
-    assert "resuming from" in resumed.stdout
-    for a, b in zip(model_weights(tmp_path / "straight" / "model.keras"), model_weights(tmp_path / "killed" / "model.keras")):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
-def test_two_workers_match_mirrored_strategy_on_two_devices(synthetic_root, tmp_path):
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
-    workers = []
-    for index in range(2):
-        config = write_config(tmp_path / f"worker{index}.json",
-                              tiny_config(synthetic_root, tmp_path / f"worker{index}", strategy="multi_worker"))
-        env = subprocess_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        workers.append(subprocess.Popen(train_command(config), env=env, cwd=REPO, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-    for worker in workers:
-        output, _ = worker.communicate(timeout=600)
-        assert worker.returncode == 0, output[-3000:]
-    assert not (tmp_path / "worker1" / "model.keras").exists(), "only the chief writes the model"
-
-    mirrored = write_config(tmp_path / "mirrored.json", tiny_config(
-        synthetic_root, tmp_path / "mirrored", strategy="mirrored", logical_cpus=2))
-    run_training(mirrored)
-
-    import keras
-
-    import tfseg
-
-    keras.utils.set_random_seed(0)  # what train() does before building the model
-    start = [np.asarray(w) for w in tfseg.build_model("unet", 6, base_filters=4, depth=2).get_weights()]
-    multi = model_weights(tmp_path / "worker0" / "model.keras")
-    single = model_weights(tmp_path / "mirrored" / "model.keras")
-    moved = max(float(np.abs(a - b).max()) for a, b in zip(multi, start))
-    assert moved > 1e-2, "training did not change the weights"
-    for a, b in zip(multi, single):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-
-
 def test_eval_on_two_replicas_counts_every_pixel_once(synthetic_root, tmp_path):
     import keras
 

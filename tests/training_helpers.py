@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,8 @@ def run_training(config_path, timeout=300, **env):
 def model_weights(path):
     import keras
 
+    import tfseg  # noqa: F401  (registers tfseg's layers for loading)
+
     return [np.asarray(w) for w in keras.saving.load_model(path, compile=False).get_weights()]
 
 
@@ -72,3 +76,34 @@ def free_ports(count):
     for s in sockets:
         s.close()
     return ports
+
+
+def wait_for_checkpoint_then_kill(processes, out_dir, timeout=300):
+    """SIGKILL every process once ``out_dir/checkpoints`` names a checkpoint; assert they were killed."""
+    index = Path(out_dir) / "checkpoints" / "checkpoint"
+    deadline = time.time() + timeout
+    while time.time() < deadline and all(p.poll() is None for p in processes):
+        if index.is_file() and "ckpt-" in index.read_text():
+            break
+        time.sleep(0.02)
+    for process in processes:
+        process.send_signal(signal.SIGKILL)
+    for process in processes:
+        assert process.wait(timeout=60) == -signal.SIGKILL, "a run ended before it could be killed"
+
+
+def start_training(config_path, **env):
+    return subprocess.Popen(train_command(config_path), env=subprocess_env(**env), cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def assert_same_weights(a, b, rtol=1e-5, atol=1e-6):
+    a, b = model_weights(a), model_weights(b)
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def run_log(out_dir):
+    """The records of ``out_dir/train_log.jsonl``."""
+    return [json.loads(line) for line in (Path(out_dir) / "train_log.jsonl").read_text().splitlines()]

@@ -33,7 +33,7 @@ def parse_value(text):
 
 
 def overrides_from_args(args):
-    overrides = {key: getattr(args, key) for key, _ in FLAGS.values()}
+    overrides = {key: getattr(args, key) for key, _ in FLAGS.values() if getattr(args, key) is not None}
     if args.model_options is not None:
         overrides["model_options"] = parse_value(args.model_options)
     if args.freeze_backbone:
@@ -43,20 +43,24 @@ def overrides_from_args(args):
     for item in args.set or ():
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"tfseg train: --set expects KEY=VALUE, got {item!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip().replace("-", "_")] = parse_value(value)
     return overrides
 
 
 def run(args):
-    from tfseg.training.config import load_config
-    from tfseg.training.train import train
+    """Check everything (config, data, resume) before any work or file; errors are one line."""
+    import sys
+
+    from tfseg.training.config import config_from
+    from tfseg.training.train import WorkerLost, train
 
     try:
-        config = load_config(args.config, **overrides_from_args(args))
-    except (ValueError, FileNotFoundError, TypeError) as error:
-        raise SystemExit(f"tfseg train: {error}") from None
-    train(config)
+        config = config_from(args.config, overrides_from_args(args))
+        train(config, restart=args.restart, extend=args.extend)
+    except (ValueError, FileNotFoundError, NotADirectoryError, TypeError, WorkerLost) as error:
+        print(f"tfseg train: error: {error}", file=sys.stderr)
+        return 2 if not isinstance(error, WorkerLost) else 1
     return 0
 
 
@@ -69,4 +73,10 @@ def register(subparsers):
     parser.add_argument("--freeze-backbone", action="store_true")
     parser.add_argument("--freeze-batch-norm", action="store_true")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config key (repeatable)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--restart", action="store_true",
+                        help="delete the checkpoints in --out and start over (a changed configuration is refused otherwise)")
+    resume.add_argument("--extend", action="store_true",
+                        help="continue the run in --out to new --steps/--epochs (the poly schedule is recomputed for the "
+                             "new length)")
     parser.set_defaults(func=run)

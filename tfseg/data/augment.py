@@ -3,7 +3,8 @@
 As in the official DeepLab input pipeline (``research/deeplab/input_preprocess.py``): scale by a
 factor drawn uniformly from [0.5, 2.0] (bilinear for the image, nearest for the label), pad to
 at least the crop size with the mean pixel (image) and the ignore label (label), take a random
-crop, flip left-right with probability 0.5. Pixels stay raw RGB in [0, 255]: scaling to the
+crop, flip left-right with probability 0.5. Optional photometric jitter (brightness, contrast,
+saturation, hue, as torchvision's ``ColorJitter``) varies lighting, which CamVid's dusk frames need. Pixels stay raw RGB in [0, 255]: scaling to the
 backbone's range happens inside the model. Every random choice comes from a stateless seed, so an
 example's augmentation is a function of (seed, epoch, position) and a resumed run sees exactly the
 batches an uninterrupted run would have seen.
@@ -55,15 +56,66 @@ def random_flip(image, label, seed):
     return image, label
 
 
+JITTER_KEYS = ("brightness", "contrast", "saturation", "hue")
+
+
+def check_color_jitter(jitter):
+    """``jitter`` as a dict of the four strengths (missing ones 0); None or {} means no jitter."""
+    if not jitter:
+        return None
+    if not isinstance(jitter, dict):
+        raise ValueError(f"color_jitter={jitter!r}: expected a mapping with keys among {list(JITTER_KEYS)}")
+    unknown = sorted(set(jitter) - set(JITTER_KEYS))
+    if unknown:
+        raise ValueError(f"color_jitter: unknown key(s) {unknown}; valid: {list(JITTER_KEYS)}")
+    out = {key: float(jitter.get(key, 0.0)) for key in JITTER_KEYS}
+    limits = {"brightness": 1.0, "contrast": 1.0, "saturation": 1.0, "hue": 0.5}
+    for key, value in out.items():
+        if not 0.0 <= value <= limits[key]:
+            raise ValueError(f"color_jitter[{key!r}]={value}: expected 0 <= value <= {limits[key]}")
+    return out
+
+
+def color_jitter(image, seed, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0):
+    """Photometric jitter of a float RGB image in [0, 255], in torchvision's ``ColorJitter`` sense.
+
+    Brightness, contrast and saturation multiply by a factor drawn from ``[1 - s, 1 + s]`` (contrast
+    about the image's mean grey level, saturation about each pixel's grey level); hue shifts by a
+    fraction of the colour circle drawn from ``[-hue, hue]``. The result is clipped to [0, 255].
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 4)
+
+    def factor(strength, s):
+        return tf.random.stateless_uniform([], s, 1.0 - strength, 1.0 + strength)
+
+    if brightness:
+        image = image * factor(brightness, seeds[0])
+    if contrast:
+        grey = tf.reduce_mean(tf.image.rgb_to_grayscale(image))
+        image = (image - grey) * factor(contrast, seeds[1]) + grey
+    if saturation:
+        grey = tf.image.rgb_to_grayscale(image)
+        image = (image - grey) * factor(saturation, seeds[2]) + grey
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    if hue:
+        delta = tf.random.stateless_uniform([], seeds[3], -hue, hue)
+        image = tf.image.adjust_hue(image / 255.0, delta) * 255.0
+        image = tf.clip_by_value(image, 0.0, 255.0)
+    return image
+
+
 def deeplab_augment(image, label, seed, crop_size, ignore_label, scale_range=(0.5, 2.0), flip=True,
-                    mean_pixel=MEAN_PIXEL):
+                    mean_pixel=MEAN_PIXEL, jitter=None):
     """Augment one example: ``image`` [H, W, 3] (any dtype), ``label`` [H, W]; ``seed`` is a shape-[2] int tensor.
 
-    Returns a float32 image and an int32 label of exactly ``crop_size``.
+    ``jitter``: None, or the strengths of :func:`color_jitter`, applied before padding so the
+    padding keeps the mean pixel. Returns a float32 image and an int32 label of exactly ``crop_size``.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     image = tf.cast(image, tf.float32)
     label = tf.cast(label, tf.int32)
+    if jitter:
+        image = color_jitter(image, tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), **jitter)
     image, label = random_scale(image, label, seeds[0], scale_range)
     image, label = pad_to_size(image, label, crop_size, ignore_label, mean_pixel)
     image, label = random_crop(image, label, crop_size, seeds[1])

@@ -23,6 +23,7 @@ class SegmentationDataset:
     id (``ignore_label`` for values that are not trained on), e.g. Cityscapes labelIds -> trainIds.
     ``label_colors``: optional ``(K, 3)`` uint8 RGB colours when labels are stored as colour PNGs
     (VOC's palette PNGs decode to RGB); row ``k`` is the colour of stored value ``k``.
+    ``split_notes``: optional ``{split: text}`` saying what a split holds (CamVid's held-out sequence).
     """
 
     name: str
@@ -33,6 +34,7 @@ class SegmentationDataset:
     splits: dict
     label_lut: np.ndarray | None = None
     label_colors: np.ndarray | None = None
+    split_notes: dict = dataclasses.field(default_factory=dict)  # {split: what it holds}, for reports
 
     @property
     def num_classes(self):
@@ -46,6 +48,26 @@ class SegmentationDataset:
         if not pairs:
             raise ValueError(f"{self.name}: split {split!r} under {self.root} is empty")
         return pairs
+
+
+# The first bytes of the image formats OpenCV reads for tfseg (PNG, JPEG, BMP, TIFF, WebP).
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+
+
+def check_file_headers(paths):
+    """Raise ``ValueError`` naming the first file of ``paths`` that is empty or does not start like an image.
+
+    Reads 12 bytes per file: a cheap start-up check that catches truncated or foreign files
+    before training, while pixels are decoded only when the input stream needs them.
+    """
+    for path in paths:
+        try:
+            with open(path, "rb") as file:
+                head = file.read(12)
+        except OSError as error:
+            raise ValueError(f"cannot read {path}: {error.strerror}") from None
+        if not head.startswith(IMAGE_SIGNATURES) or (head.startswith(b"RIFF") and head[8:12] != b"WEBP"):
+            raise ValueError(f"{path} is not an image file (empty, truncated or another format)")
 
 
 def read_image(path):

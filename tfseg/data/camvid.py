@@ -6,6 +6,12 @@
     train.txt, val.txt (test.txt)   "image_path label_path" per line, the publisher's absolute
                                     paths (/SegNet/CamVid/train/x.png): the last two parts are kept
 
+Sequences: train holds 0001TP (62 dusk frames), 0006R0 (101) and 0016E5 (204); val holds 101
+frames of 0016E5 only, so val is not a test of generalisation. ``holdout="0006R0"`` (or a list of
+sequences) moves every train frame of those sequences into ``val`` and keeps the standard val as
+``same_sequence_val`` (frames of sequences the model trains on); ``trainval`` is then the new
+train plus ``same_sequence_val``. Choose recipes and checkpoints on a held-out sequence.
+
 The data lives beside the project, in ``../shared/data/camvid`` relative to the repository
 root; ``TFSEG_CAMVID_DIR`` overrides that. It is never copied into the repository.
 """
@@ -65,17 +71,57 @@ def split_files(split, root=None):
     return pairs
 
 
-def open_camvid(root=None):
-    """CamVid splits train and val (and test when ``test.txt`` is there), every listed file checked."""
+def sequence_of(path):
+    """The CamVid sequence a frame belongs to: ``0016E5`` for ``0016E5_07959.png``."""
+    return Path(path).name.split("_")[0]
+
+
+def holdout_splits(splits, holdout):
+    """``splits`` with the train frames of the sequences ``holdout`` moved into ``val``.
+
+    Returns train (other sequences), val (the held-out frames), same_sequence_val (the standard
+    val) and trainval (train + same_sequence_val), plus test when there is one.
+    """
+    sequences = (holdout,) if isinstance(holdout, str) else tuple(holdout)
+    present = sorted({sequence_of(image) for image, _ in splits["train"]})
+    unknown = sorted(set(sequences) - set(present))
+    if unknown or not sequences:
+        raise ValueError(f"camvid: holdout={holdout!r} names no train sequence {unknown}; train sequences: {present}")
+    kept = tuple(pair for pair in splits["train"] if sequence_of(pair[0]) not in sequences)
+    held = tuple(pair for pair in splits["train"] if sequence_of(pair[0]) in sequences)
+    if not kept:
+        raise ValueError(f"camvid: holdout={holdout!r} leaves no train frames; train sequences: {present}")
+    split_out = {"train": kept, "val": held, "same_sequence_val": splits["val"], "trainval": kept + splits["val"]}
+    if "test" in splits:
+        split_out["test"] = splits["test"]
+    return split_out
+
+
+def open_camvid(root=None, *, holdout=None):
+    """CamVid splits train and val (and test when ``test.txt`` is there), every listed file checked.
+
+    ``holdout``: a train sequence (``"0006R0"``, ``"0001TP"`` or ``"0016E5"``) or a list of them
+    whose frames become the ``val`` split (see the module's docstring).
+    """
     root = Path(root) if root is not None else camvid_root()
     splits = {}
     for split in SPLITS + OPTIONAL_SPLITS:
         if split in OPTIONAL_SPLITS and not (root / f"{split}.txt").is_file():
             continue
         splits[split] = check_pairs(split_files(split, root), "camvid", root / f"{split}.txt")
+    notes = {"val": "same-sequence frames of 0016E5, a train sequence"}
+    if holdout:
+        splits = holdout_splits(splits, holdout)
+        held = sorted({sequence_of(image) for image, _ in splits["val"]})
+        kept = sorted({sequence_of(image) for image, _ in splits["train"]})
+        notes = {
+            "train": f"sequences {', '.join(kept)}", "val": f"held-out sequence {', '.join(held)}",
+            "same_sequence_val": "standard val: frames of 0016E5, a train sequence",
+            "trainval": f"train + standard val (sequences {', '.join(kept)})",
+        }
     return SegmentationDataset(
         name="camvid", root=root, class_names=CLASS_NAMES, ignore_label=IGNORE_LABEL,
-        palette=PALETTE.copy(), splits=splits,
+        palette=PALETTE.copy(), splits=splits, split_notes=notes,
     )
 
 

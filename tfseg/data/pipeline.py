@@ -1,10 +1,12 @@
 """``tf.data`` input pipelines over a :class:`~tfseg.data.base.SegmentationDataset`.
 
-Examples are decoded once by OpenCV (errors name the file) and, where they fit, kept in memory.
-Training batches form an endless stream that is a pure function of ``(seed, global step)``: epoch
-``e`` visits a stateless permutation of the split, every example's augmentation is seeded by its
-position in the stream, and the last partial batch of an epoch is dropped. A run resumed at step
-``s`` therefore sees exactly the batches an uninterrupted run sees from step ``s`` on.
+Nothing is decoded at start-up: examples stream through ``tf.data``, decoded by OpenCV (which
+releases the GIL, so the parallel map decodes on every core; errors name the file) when first
+needed, and kept in memory while the decoded split fits in ``CACHE_LIMIT_BYTES``. Training batches
+form an endless stream that is a pure function of ``(seed, global step)``: epoch ``e`` visits a
+stateless permutation of the split, every example's augmentation is seeded by its position in the
+stream, and the last partial batch of an epoch is dropped. A run resumed at step ``s`` therefore
+sees exactly the batches an uninterrupted run sees from step ``s`` on.
 """
 
 from __future__ import annotations
@@ -13,22 +15,26 @@ import numpy as np
 import tensorflow as tf
 
 from tfseg.data.augment import MEAN_PIXEL, deeplab_augment
-from tfseg.data.base import read_pair
+from tfseg.data.base import check_file_headers, read_pair
 
-# Decoded splits up to this many bytes are cached in memory (CamVid train: about 250 MB).
+# Decoded examples are cached in memory up to this many bytes (CamVid train: about 250 MB); past it
+# they are decoded again each time they are used.
 CACHE_LIMIT_BYTES = 6 * 2**30
+# Class weights are counted on at most this many label maps, spread over the split.
+CLASS_WEIGHT_SAMPLE = 500
 
 
 class ExampleSource:
-    """The examples of one split, served by index; decoded on first use and cached in memory."""
+    """The examples of one split, served by index; decoded on use and cached while they fit."""
 
-    def __init__(self, dataset, split, limit=None, cache=True):
+    def __init__(self, dataset, split, limit=None, cache=True, cache_limit_bytes=CACHE_LIMIT_BYTES):
         pairs = dataset.files(split)
         self.pairs = tuple(pairs[:limit] if limit else pairs)
         self.dataset = dataset
         self.split = split
-        self.cache = cache
+        self.cache_limit_bytes = cache_limit_bytes if cache else 0
         self._examples = {}
+        self._cached_bytes = 0
 
     def __len__(self):
         return len(self.pairs)
@@ -38,19 +44,24 @@ class ExampleSource:
         example = self._examples.get(index)
         if example is None:
             example = read_pair(*self.pairs[index], self.dataset)
-            if self.cache:
+            size = example[0].nbytes + example[1].nbytes
+            if self._cached_bytes + size <= self.cache_limit_bytes:
                 self._examples[index] = example
+                self._cached_bytes += size
         return example
 
+    def check_files(self):
+        """Fail now, naming the file, when an image or label file is empty or not an image; returns self.
+
+        Reads a few bytes of each file (pixels are decoded later, when the stream needs them).
+        """
+        check_file_headers([path for pair in self.pairs for path in pair])
+        return self
+
     def load_all(self, progress=None):
-        """Decode every example now (so a bad file fails before training starts); returns self."""
-        total = 0
+        """Decode every example now (so a bad file fails at once); returns self."""
         for i in range(len(self)):
-            image, label = self[i]
-            total += image.nbytes + label.nbytes
-            if self.cache and total > CACHE_LIMIT_BYTES:
-                self.cache = False
-                self._examples.clear()
+            self[i]
             if progress is not None:
                 progress(i + 1)
         return self
@@ -73,7 +84,7 @@ def steps_per_epoch(num_examples, batch_size, split="train"):
 
 
 def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, scale_range=(0.5, 2.0), flip=True,
-                     mean_pixel=MEAN_PIXEL):
+                     mean_pixel=MEAN_PIXEL, color_jitter=None):
     """Endless stream of augmented ``(images float32 [B, h, w, 3], labels int32 [B, h, w])`` from ``start_step``."""
     n = len(source)
     steps = steps_per_epoch(n, batch_size, source.split)
@@ -92,6 +103,7 @@ def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, sca
         return deeplab_augment(
             image, label, tf.stack([tf.constant(seed, tf.int64), position]), tuple(crop_size),
             source.dataset.ignore_label, scale_range=scale_range, flip=flip, mean_pixel=mean_pixel,
+            jitter=color_jitter,
         )
 
     stream = tf.data.Dataset.range(start_epoch, 2**31).flat_map(epoch_elements).skip(offset * batch_size)
@@ -126,17 +138,24 @@ def dataset_mean_pixel(source, limit=64):
     return tuple(float(v) for v in np.concatenate(images).mean(axis=0))
 
 
+def spread_sample(count, limit=CLASS_WEIGHT_SAMPLE):
+    """At most ``limit`` indices of ``range(count)``, evenly spread (every index when ``count <= limit``)."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({int(i) for i in np.linspace(0, count - 1, limit).round()})
+
+
 def median_frequency_weights(source, num_classes):
     """Median frequency balancing (Eigen & Fergus 2015, as SegNet trains on CamVid).
 
     ``freq(c)`` is the pixels of class ``c`` divided by the pixels of the images where ``c``
     appears; the weight is ``median(freq) / freq(c)``. Ignored pixels count nowhere; a class that
-    never appears gets weight 0 (it can contribute no loss anyway).
+    never appears gets weight 0 (it can contribute no loss anyway). Counted on every label map of
+    a split of up to ``CLASS_WEIGHT_SAMPLE`` examples, else on that many spread over the split.
     """
     pixels = np.zeros(num_classes, np.float64)
     image_pixels = np.zeros(num_classes, np.float64)
-    for i in range(len(source)):
-        label = source[i][1]
+    for label in (source[i][1] for i in spread_sample(len(source))):
         counts = np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.float64)
         total = counts.sum()
         pixels += counts
@@ -145,3 +164,15 @@ def median_frequency_weights(source, num_classes):
     frequency = np.where(present, pixels / np.where(present, image_pixels, 1.0), 0.0)
     median = np.median(frequency[present])
     return [float(median / f) if f > 0 else 0.0 for f in frequency]
+
+
+def sqrt_median_frequency_weights(source, num_classes):
+    """The square root of :func:`median_frequency_weights`: a milder balancing of rare classes."""
+    return [float(np.sqrt(w)) for w in median_frequency_weights(source, num_classes)]
+
+
+# Named class weightings a training config may ask for (``TrainConfig.class_weights``).
+CLASS_WEIGHTINGS = {
+    "median_frequency": median_frequency_weights,
+    "sqrt_median_frequency": sqrt_median_frequency_weights,
+}

@@ -85,7 +85,8 @@ def open_synthetic(root, *, generate=False, **options):
     ``options`` (those of :func:`write_synthetic_voc`).
     """
     if root is None:
-        raise ValueError("synthetic: root is required (the folder to read, or to write with generate=True)")
+        raise ValueError("synthetic: no root given: set data_root (tfseg train --data-root DIR) to a folder written by "
+                         "tfseg.data.synthetic.write_synthetic_voc, or choose another dataset")
     valid = inspect.signature(write_synthetic_voc).parameters
     unknown = sorted(set(options) - set(valid) | ({"root"} & set(options)))
     if unknown:

@@ -1,67 +1,163 @@
-"""Step checkpoints that survive a kill at any moment.
+"""Step checkpoints that survive a kill at any moment, on one device or many workers.
 
-``tf.train.CheckpointManager`` writes the model's and the optimizer's variables (the step counter
-included) and only then points its ``checkpoint`` file at the new files, so a process killed in
-the middle of a save leaves the previous checkpoint valid. Keras's ``BackupAndRestore`` resumes
-at the start of the epoch it was in and repeats that epoch's batches; here the input stream is a
-function of the global step (``tfseg.data.pipeline.training_batches``), so a resumed run continues
-with exactly the batch an uninterrupted run would have taken next.
+A checkpoint holds everything that decides the next batch and the next weights: the model, the
+optimizer (with a mixed-precision loss scale), the state of every seed generator (dropout and any
+other random layer) and the number of batches consumed. The input stream is a function of that
+count (``tfseg.data.pipeline.training_batches``), which is not the optimizer's step counter: a
+loss-scale optimizer skips steps with non-finite gradients without counting them, but their
+batches were consumed. So a resumed run continues with exactly the batch and the weights an
+uninterrupted run would have had.
+
+``tf.train.CheckpointManager`` writes the variables and only then points its ``checkpoint`` file at
+the new files, so a process killed in the middle of a save leaves the previous checkpoint valid.
+Under ``MultiWorkerMirroredStrategy`` every worker saves (saving may take part in collective ops),
+the chief into ``<out_dir>/checkpoints`` and the others into a scratch folder they delete, and every
+worker restores from the chief's folder (storage that all workers see), so all start at one step.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import json
+import shutil
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from tfseg.training.strategy import is_chief
+from tfseg.training.strategy import is_chief, task_index
+
+CHECKPOINT_FOLDER = "checkpoints"
 
 
-def checkpoint_manager(model, optimizer, directory, max_to_keep=2):
-    """A manager for ``model`` + ``optimizer``; non-chief workers write to a throw-away folder."""
-    if not is_chief():
-        directory = tempfile.mkdtemp(prefix="tfseg_worker_ckpt_")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+def seed_generator_states(model):
+    """The state variables of every ``keras.random.SeedGenerator`` in ``model`` (dropout's among them)."""
+    return [
+        generator.state
+        for layer in model._flatten_layers(include_self=True, recursive=True)
+        for generator in getattr(layer, "_seed_generators", ())
+    ]
 
 
-def restore_latest(manager):
-    """Restore the newest checkpoint if there is one; returns its path or None."""
-    path = manager.latest_checkpoint
-    if path:
-        manager.checkpoint.restore(path).assert_existing_objects_matched()
-    return path
+class RunCheckpoint:
+    """Saves and restores one training run's state under ``<out_dir>/checkpoints``."""
+
+    def __init__(self, model, optimizer, out_dir, max_to_keep=2):
+        out_dir = Path(out_dir)
+        self.directory = out_dir / CHECKPOINT_FOLDER
+        self.batches = tf.Variable(0, dtype=tf.int64, trainable=False, name="batches_consumed")
+        self.checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=optimizer, seeds=seed_generator_states(model), batches=self.batches,
+        )
+        self.write_directory = self.directory if is_chief() else out_dir / f".worker{task_index()}_scratch"
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.write_directory), max_to_keep=max_to_keep)
+
+    def latest(self):
+        return tf.train.latest_checkpoint(str(self.directory))
+
+    def restore(self):
+        """Restore the chief's newest checkpoint if there is one; returns its path or None."""
+        path = self.latest()
+        if path:
+            status = self.checkpoint.restore(path)
+            try:
+                status.assert_existing_objects_matched()
+            except AssertionError as error:
+                raise ValueError(
+                    f"checkpoint {path} does not hold this run's state ({str(error).splitlines()[0]}); it was written "
+                    "by another model or an older tfseg: train into a new out_dir, or pass --restart to start over"
+                ) from None
+        return path
+
+    @property
+    def batches_consumed(self):
+        return int(self.batches.numpy())
+
+    def save(self):
+        self.manager.save(checkpoint_number=self.batches_consumed)
+
+    def remove_scratch(self):
+        if not is_chief() and self.write_directory.is_dir():
+            shutil.rmtree(self.write_directory, ignore_errors=True)
 
 
 class StepCheckpoint(keras.callbacks.Callback):
-    """Save every ``every`` optimizer steps and at the end of training; stop at ``total_steps``."""
+    """Count the batches consumed; save every ``every`` batches and at the end; stop at ``total_steps``."""
 
-    def __init__(self, manager, optimizer, every, total_steps):
+    def __init__(self, run_checkpoint, every, total_steps):
         super().__init__()
-        self.manager = manager
-        self.optimizer = optimizer
+        self.run_checkpoint = run_checkpoint
         self.every = int(every)
         self.total_steps = int(total_steps)
 
-    def _step(self):
-        return int(self.optimizer.iterations.numpy())
-
     def on_train_batch_end(self, batch, logs=None):
-        step = self._step()
+        self.run_checkpoint.batches.assign_add(1)
+        step = self.run_checkpoint.batches_consumed
         if step % self.every == 0 or step >= self.total_steps:
-            self.manager.save(checkpoint_number=step)
+            self.run_checkpoint.save()
         if step >= self.total_steps:
             self.model.stop_training = True
 
     def on_train_end(self, logs=None):
-        step = self._step()
-        latest = self.manager.latest_checkpoint
-        if latest is None or not latest.endswith(f"-{step}"):
-            self.manager.save(checkpoint_number=step)
+        latest = self.run_checkpoint.manager.latest_checkpoint
+        if latest is None or not latest.endswith(f"-{self.run_checkpoint.batches_consumed}"):
+            self.run_checkpoint.save()
 
 
-def remove_worker_folder(manager):
-    if not is_chief() and os.path.isdir(manager.directory):
-        tf.io.gfile.rmtree(manager.directory)
+# Keys that decide which batches and weights a run produces. A restart with any of them changed is
+# refused; data_root may move, and the execution keys (strategy, checkpoint_every, evaluation, verbosity,
+# out_dir) may change. steps/epochs may change with extend=True.
+LENGTH_KEYS = ("steps", "epochs")
+RUN_KEYS = (
+    "model", "model_options", "pretrained", "dataset", "dataset_options", "train_split", "crop_size", "batch_size",
+    "scale_range", "flip", "color_jitter", "class_weights", "label_smoothing", *LENGTH_KEYS, "optimizer",
+    "learning_rate", "end_learning_rate", "poly_power", "warmup_steps", "momentum", "weight_decay",
+    "decoupled_weight_decay", "freeze_backbone", "freeze_batch_norm", "batch_norm_momentum", "mixed_precision",
+    "initial_loss_scale", "jit_compile", "seed",
+)
+
+
+def changed_run_keys(previous, current):
+    """``{key: (old, new)}`` for the run-deciding keys whose values differ (JSON-normalised)."""
+
+    def normal(value):
+        return json.loads(json.dumps(value, default=list))
+
+    return {
+        key: (previous.get(key), current.get(key))
+        for key in RUN_KEYS
+        if key in previous and normal(previous.get(key)) != normal(current.get(key))
+    }
+
+
+def check_resumable(out_dir, config_dict, restart=False, extend=False):
+    """Decide what a start with ``config_dict`` in ``out_dir`` does: "fresh", "resume" or "restart".
+
+    Raises ``ValueError`` naming the keys when ``out_dir`` holds checkpoints of a run with another
+    configuration, unless ``restart`` (start over) or, when only ``steps``/``epochs`` changed,
+    ``extend`` (continue the run to its new length) says what to do.
+    """
+    out_dir = Path(out_dir)
+    if tf.train.latest_checkpoint(str(out_dir / CHECKPOINT_FOLDER)) is None:
+        return "fresh"
+    if restart:
+        return "restart"
+    saved = out_dir / "config.json"
+    if not saved.is_file():
+        return "resume"
+    changed = changed_run_keys(json.loads(saved.read_text()), config_dict)
+    if not changed or (extend and set(changed) <= set(LENGTH_KEYS)):
+        return "resume"
+    described = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+    hint = (
+        "pass --restart to start over (its checkpoints are deleted)"
+        + (", or --extend to continue it to the new length" if set(changed) <= set(LENGTH_KEYS) else "")
+        + ", or train into another --out"
+    )
+    raise ValueError(f"{out_dir} holds checkpoints of a run with another configuration ({described}); {hint}")
+
+
+def remove_checkpoints(out_dir):
+    """Delete ``<out_dir>/checkpoints`` (chief only: the folder is shared)."""
+    folder = Path(out_dir) / CHECKPOINT_FOLDER
+    if is_chief() and folder.is_dir():
+        shutil.rmtree(folder)

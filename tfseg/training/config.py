@@ -28,9 +28,13 @@ class TrainConfig:
     batch_size: int = 8  # global, across replicas
     scale_range: tuple = (0.5, 2.0)
     flip: bool = True
-    class_weights: list | str | None = None  # per-class loss weights, or "median_frequency" (SegNet's balancing)
+    color_jitter: dict | None = None  # {brightness, contrast, saturation, hue} strengths (tfseg.data.augment.color_jitter)
+    # per-class loss weights, or a name in tfseg.data.pipeline.CLASS_WEIGHTINGS: "median_frequency" (SegNet's
+    # balancing) or "sqrt_median_frequency" (its square root, milder)
+    class_weights: list | str | None = None
+    label_smoothing: float = 0.0
     # schedule
-    steps: int | None = None  # total optimizer steps; None: epochs * steps per epoch
+    steps: int | None = None  # batches to train on (the run's steps); None: epochs * steps per epoch
     epochs: int | None = None
     optimizer: str = "sgd"  # sgd (with momentum) | adamw
     learning_rate: float = 0.007
@@ -38,7 +42,8 @@ class TrainConfig:
     poly_power: float = 0.9
     warmup_steps: int = 0
     momentum: float = 0.9
-    weight_decay: float = 4e-5
+    weight_decay: float = 4e-5  # L2 coefficient on convolution/dense kernels (slim's l2_regularizer), any optimizer
+    decoupled_weight_decay: float = 0.0  # AdamW only: w -= learning_rate * value * w each step (Loshchilov & Hutter)
     # fine-tuning
     freeze_backbone: bool = False
     freeze_batch_norm: bool = False
@@ -47,32 +52,58 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multi_worker | tpu
     logical_cpus: int = 0  # split the CPU into this many logical devices (for mirrored tests on a CPU)
     mixed_precision: str | None = None  # None | mixed_float16 | mixed_bfloat16
+    initial_loss_scale: float = 2.0**15  # mixed_float16: the dynamic loss scale's start (Keras's default)
+    jit_compile: bool = False  # XLA-compile the training step
     seed: int = 0
     out_dir: str = "runs/train"
     checkpoint_every: int = 100  # steps
     eval_every_epochs: int = 0  # 0: evaluate on val_split at the end only
     eval_batch_size: int = 2
+    eval_scales: tuple = (1.0,)  # inference scales of the val evaluations (0.5: the image at half size, scored at full size)
     verbose: int = 1  # Keras progress bar: 1 bar, 2 a line per epoch, 0 silent
 
     def __post_init__(self):
         self.crop_size = _pair(self.crop_size, "crop_size")
         self.scale_range = tuple(float(v) for v in self.scale_range)
+        self.eval_scales = tuple(float(v) for v in ([self.eval_scales] if isinstance(self.eval_scales, (int, float))
+                                                    else self.eval_scales))
+        if not self.eval_scales or min(self.eval_scales) <= 0:
+            raise ValueError(f"eval_scales={self.eval_scales!r}: expected positive scales such as [1.0] or [0.5]")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"scale_range={self.scale_range!r}: expected (low, high) with 0 < low <= high")
         _check_choice("optimizer", self.optimizer, ("sgd", "adamw"))
         _check_choice("strategy", self.strategy, ("auto", "default", "mirrored", "multi_worker", "tpu"))
         _check_choice("mixed_precision", self.mixed_precision, (None, "mixed_float16", "mixed_bfloat16"))
-        for key in ("batch_size", "checkpoint_every"):
-            if int(getattr(self, key)) < 1:
-                raise ValueError(f"{key}={getattr(self, key)!r} must be a positive integer")
+        for key in ("batch_size", "checkpoint_every", "eval_batch_size", "steps", "epochs"):
+            value = getattr(self, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{key}={value!r} must be a positive integer")
+        for key in ("learning_rate", "initial_loss_scale"):
+            if not float(getattr(self, key)) > 0:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be positive")
+        for key in ("warmup_steps", "eval_every_epochs", "logical_cpus"):
+            if int(getattr(self, key)) < 0:
+                raise ValueError(f"{key}={getattr(self, key)!r} must be 0 or more")
         if isinstance(self.batch_norm_momentum, str) and self.batch_norm_momentum != "auto":
             raise ValueError(f"batch_norm_momentum={self.batch_norm_momentum!r}: expected 'auto', None or a number")
-        if isinstance(self.class_weights, str) and self.class_weights != "median_frequency":
-            raise ValueError(f"class_weights={self.class_weights!r}: expected a list, 'median_frequency' or None")
+        if isinstance(self.class_weights, str):
+            from tfseg.data.pipeline import CLASS_WEIGHTINGS
+
+            _check_choice("class_weights", self.class_weights, (*CLASS_WEIGHTINGS, "a list of numbers", None))
+        from tfseg.data.augment import check_color_jitter
+
+        self.color_jitter = check_color_jitter(self.color_jitter)
+        if not 0.0 <= float(self.label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing={self.label_smoothing!r}: expected 0 <= value < 1")
+        if self.decoupled_weight_decay and self.optimizer != "adamw":
+            raise ValueError(
+                f"decoupled_weight_decay={self.decoupled_weight_decay!r} applies to optimizer 'adamw' only; "
+                f"use weight_decay (an L2 coefficient) with optimizer {self.optimizer!r}"
+            )
         if self.pretrained is not None:
             self._take_architecture_from_card()
         if self.steps is None and self.epochs is None:
-            raise ValueError("give the length of training: steps= (optimizer steps) or epochs=")
+            raise ValueError("give the length of training: steps (tfseg train --steps N) or epochs (--epochs N)")
 
     def _take_architecture_from_card(self):
         from tfseg import zoo
@@ -132,9 +163,14 @@ def read_config_file(path):
 
 def load_config(path=None, **overrides):
     """``TrainConfig`` from an optional file, then ``overrides`` (None values are skipped)."""
+    return config_from(path, {k: v for k, v in overrides.items() if v is not None})
+
+
+def config_from(path, overrides):
+    """``TrainConfig`` from an optional file, then every key of ``overrides`` (None included: ``class_weights=None``)."""
     data = read_config_file(path) if path else {}
     where = f"config file {path}" if path else "the configuration"
-    data.update({k: v for k, v in overrides.items() if v is not None})
+    data.update(overrides)
     unknown = sorted(set(data) - set(config_keys()))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in {where}; valid keys: {', '.join(config_keys())}")

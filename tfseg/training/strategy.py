@@ -62,6 +62,23 @@ def make_strategy(name="auto", logical_cpus=0):
     raise ValueError(f"strategy={name!r}; valid: auto, default, mirrored, multi_worker, tpu")
 
 
+def task_index():
+    """This process's task index in ``$TF_CONFIG`` (0 outside a cluster)."""
+    raw = os.environ.get("TF_CONFIG")
+    return int(json.loads(raw).get("task", {}).get("index", 0)) if raw else 0
+
+
+def strategy_name(strategy):
+    """A short description: ``default (1 replica)``, ``MultiWorkerMirroredStrategy (4 replicas, 2 workers)``."""
+    replicas = strategy.num_replicas_in_sync
+    multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    name = "MultiWorkerMirroredStrategy" if multi_worker else type(strategy).__name__
+    if strategy is tf.distribute.get_strategy() and replicas == 1:
+        name = "default"
+    where = f", {tf_config_workers()} workers" if multi_worker else ""
+    return f"{name} ({replicas} replica{'s' if replicas != 1 else ''}{where})"
+
+
 def is_chief():
     """True on the worker that writes checkpoints and logs (the only worker outside a cluster)."""
     raw = os.environ.get("TF_CONFIG")
