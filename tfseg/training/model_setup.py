@@ -141,7 +141,7 @@ def make_optimizer(config, total_steps, model):
     if config.optimizer == "sgd":
         optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum)
     else:
-        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.decoupled_weight_decay or None)
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=float(config.decoupled_weight_decay))
         if config.decoupled_weight_decay:
             decayed = {id(v) for v in decayed_kernels(model)}
             optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if id(v) not in decayed])
