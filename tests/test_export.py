@@ -91,9 +91,23 @@ def test_tflite_float_fixed_and_dynamic_size(model, val, tmp_path):
 
 
 def test_int8_is_full_integer_on_raw_pixels_and_keeps_val_miou(model, tmp_path):
+    import cv2
+
+    images, labels = downscaled("train", 16, 100)
+    labels = np.where(labels == CLASSES, 255, labels)  # the folder layout's void
+    for folder, data in (("images", images), ("labels", labels)):
+        (tmp_path / "train" / folder).mkdir(parents=True)
+        for k, item in enumerate(data):
+            cv2.imwrite(str(tmp_path / "train" / folder / f"{k:02d}.png"), item[..., ::-1] if item.ndim == 3 else item)
+    (tmp_path / "train" / "classes.txt").write_text("\n".join(str(k) for k in range(CLASSES)))
     report = tfseg.export.tflite(
-        model, tmp_path / "int8.tflite", quantization="int8", representative_data=list(downscaled("train", 16, 100)[0]),
-        input_size=SIZE, parity_data="camvid:val:6")
+        model, tmp_path / "int8.tflite", quantization="int8", representative_data=f"folder:{tmp_path / 'train'}",
+        calibration_limit=8, input_size=SIZE, parity_data="camvid:val:6")
+    # Calibrated on a seeded sample spread over the split (one of each two images), named in the report.
+    calibration = report["calibration"]
+    assert calibration["count"] == 8 and "spread over the split, seed 0" in calibration["source"]
+    assert sorted(int(name) // 2 for name in calibration["images"]) == list(range(8))
+    assert "int8 calibration: 8 images" in (tmp_path / "int8.tflite.parity.txt").read_text()
     content = (tmp_path / "int8.tflite").read_bytes()
     assert float_compute_ops(content) == {}
     assert op_counts(content)["CONV_2D"] >= 10
@@ -160,6 +174,11 @@ def test_crf_inside_the_tflite_file_matches_keras_with_the_crf(model, tmp_path):
     lite = tfseg.export.tflite(model, tmp_path / "crf.tflite", crf=crf, input_size=(48, 64), parity_limit=2)
     assert lite["formats"]["tflite"]["pixel_agreement"] >= 99.9
     assert op_counts((tmp_path / "crf.tflite").read_bytes()).get("UNSORTED_SEGMENT_SUM", 0) > 0  # the lattice
+    # The file says it holds a CRF, so a second one is refused.
+    image = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ValueError, match=r"crf.tflite already holds a dense CRF \(.*'bilateral_sxy': 20.0"):
+        tfseg.predict(str(tmp_path / "crf.tflite"), image, crf=True)
+    assert tfseg.predict(str(tmp_path / "crf.tflite"), image).shape == (48, 64)
 
 
 @pytest.mark.slow

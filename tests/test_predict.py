@@ -106,7 +106,8 @@ def test_cli_predicts_folders_and_videos(exported, images, tmp_path):
 
     done = run_cli("predict", exported["saved_model"], tmp_path / "clip.avi", "--out", tmp_path / "video", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in (tmp_path / "video").iterdir())[:2] == ["clip_000000_labels.png", "clip_000000_overlay.png"]
+    written = sorted(p.name for p in (tmp_path / "video").iterdir())
+    assert written[:4] == ["classes.txt", "clip_000000_labels.png", "clip_000000_overlay.png", "clip_000001_labels.png"]
     assert len(list((tmp_path / "video").glob("*_labels.png"))) == 2
 
     done = run_cli("predict", exported["tflite"], tmp_path / "broken.avi", "--out", tmp_path / "x", cwd=tmp_path)

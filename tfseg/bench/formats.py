@@ -15,14 +15,14 @@ import numpy as np
 
 from tfseg.bench.matmul import matmul_callable
 from tfseg.bench.timing import interleaved_median_seconds
-from tfseg.export.native_log import silenced_native_stderr
+from tfseg.inference.native_log import silenced_native_stderr
 
 FORMATS = ("keras", "keras_xla", "saved_model", "tflite", "int8")
 CALIBRATION_IMAGES = 8
 
 
 def _serving(model):
-    from tfseg.export.serving import SegmentationServing
+    from tfseg.inference.serving import SegmentationServing
 
     return SegmentationServing(model, check_inputs=False)
 

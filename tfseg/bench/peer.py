@@ -48,7 +48,7 @@ def model_callable(model, input_size, xla=False):
     import numpy as np
     import tensorflow as tf
 
-    from tfseg.export.native_log import silenced_native_stderr
+    from tfseg.inference.native_log import silenced_native_stderr
 
     function = tf.function(lambda x: model(x, training=False), jit_compile=xla)
     concrete = function.get_concrete_function(tf.TensorSpec([1, *input_size, 3], tf.float32))

@@ -22,6 +22,17 @@ def size(text):
     return values
 
 
+def positive_int(text):
+    """A positive integer argument (``--threads``, ``--batch-size``, ``--limit``), else a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != text.strip():
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+    return value
+
+
 def key_value(text):
     """``"key=value"`` -> (key, value), the value read as a Python literal when it is one."""
     if "=" not in text:

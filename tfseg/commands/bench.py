@@ -19,7 +19,7 @@ def _model(args, input_size):
     from pathlib import Path
 
     import tfseg
-    from tfseg.export.keras_source import as_keras_model
+    from tfseg.inference.models import as_keras_model
 
     if Path(args.model).suffix == ".keras" or Path(args.model).exists():
         return as_keras_model(args.model), args.model

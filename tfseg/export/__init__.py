@@ -1,7 +1,8 @@
 """Export to SavedModel and TFLite with the serving graph inside and a parity report beside.
 
 ``saved_model(model, path, crf=...)`` and ``tflite(model_or_path, path, quantization=..., ...)``;
-both take uint8 RGB pixels and return labels and probabilities (see ``tfseg.export.serving``).
+both take uint8 RGB pixels and return labels and probabilities (the serving graph of
+``tfseg.inference.serving``), and carry the model's metadata (``tfseg.inference.metadata``).
 """
 
 from tfseg.export.parity import parity_report, report_text, write_report  # noqa: F401

@@ -1,11 +1,13 @@
 """Parity of exported models against their reference (the Keras model): label agreement and mean IoU.
 
-``parity_report(reference, exports, samples)`` runs the reference runner and each exported runner
-on the same uint8 images (resized to a fixed input size where a graph has one) and reports, per
-format: the share of pixels whose label agrees with the reference, the mean IoU of the exported
-labels taking the reference's labels as truth, the largest probability difference, and, where the
-samples carry ground truth (a dataset split such as ``camvid:val``), the mean IoU of both against
-it. ``write_report`` puts it beside the exported file as ``<path>.parity.json`` and ``.parity.txt``.
+``parity_report(reference, exports, samples)`` runs the reference and each exported model (each a
+``tfseg.inference.Predictor``, so each is fed by the model's input protocol) on the same uint8
+images, resized to a fixed input size where a graph has one and the protocol is the whole image,
+and reports, per format: the share of pixels whose label agrees with the reference, the mean IoU
+of the exported labels taking the reference's labels as truth, the largest probability
+difference, and, where the samples carry ground truth (a dataset split such as ``camvid:val``),
+the mean IoU of both against it. ``write_report`` puts it beside the exported file as
+``<path>.parity.json`` and ``.parity.txt``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,34 @@ from pathlib import Path
 
 import numpy as np
 
+from tfseg.inference.evaluation import truth_under
+from tfseg.inference.metadata import ModelInfo, info_of
 from tfseg.inference.sources import Sample
 
 PERCENT = 100.0
+# The DenseCRF options an exported file's metadata records for the CRF it holds.
+CRF_OPTIONS = ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat", "iterations",
+               "gaussian_filter")
+
+
+def export_crf(model, crf):
+    """``crf`` for an export of ``model``: ``True`` means the card's tuned parameters for a zoo model."""
+    info = info_of(model)
+    if crf is True and info is not None and info.source.startswith("zoo:"):
+        from tfseg.inference.runners import card_crf
+
+        return card_crf(info.source.removeprefix("zoo:"))
+    return crf
+
+
+def exported_info(model, info, crf_layer):
+    """The ``ModelInfo`` an exported file carries: ``info`` or the model's, with the CRF it holds."""
+    info = info or info_of(model) or ModelInfo(source=model.name)
+    crf = None
+    if crf_layer is not None:
+        config = crf_layer.get_config()
+        crf = {key: config[key] for key in CRF_OPTIONS}
+    return info.replace(crf=crf)
 
 
 def common_input_size(runners):
@@ -41,15 +68,6 @@ def _resized(sample, size):
     return Sample(sample.name, image, label, sample.ignore_label)
 
 
-def _truth_like(label, shape):
-    """The ground truth under a prediction of ``shape``: centre-cropped for valid-convolution models."""
-    height, width = shape
-    if label.shape[0] < height or label.shape[1] < width:
-        raise ValueError(f"predictions of shape {tuple(shape)} are larger than the label map {label.shape}")
-    top, left = (label.shape[0] - height) // 2, (label.shape[1] - width) // 2
-    return label[top:top + height, left:left + width]
-
-
 class _Scores:
     """Streaming confusion matrix and the project's mean-IoU convention (tfseg.metrics)."""
 
@@ -70,7 +88,7 @@ class _Scores:
 
 
 def parity_report(reference, exports, samples, *, source="", labels=None):
-    """Compare each runner of ``exports`` (``{format label: runner}``) with ``reference`` on ``samples``.
+    """Compare each ``Predictor`` of ``exports`` (``{format label: predictor}``) with ``reference`` on ``samples``.
 
     ``labels``: class count for the mean IoU (default: the reference's output channels).
     Returns a JSON-ready dict.
@@ -78,7 +96,8 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
     samples = list(samples)
     if not samples:
         raise ValueError("parity needs at least one image")
-    size = common_input_size([reference, *exports.values()])
+    size = common_input_size([reference.runner, *(p.runner for p in exports.values())])
+    stretch = size if reference.protocol.is_whole_image else None
     labels = labels or reference.num_classes
     has_truth = all(s.label is not None for s in samples)
     ignore = samples[0].ignore_label if has_truth else None
@@ -87,14 +106,13 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
             for name in exports}
     reference_truth = _Scores(labels, ignore) if has_truth else None
     for sample in samples:
-        sample = _resized(sample, size)
-        batch = sample.image[None]
-        ref_labels, ref_probabilities = reference(batch)
-        truth = _truth_like(sample.label, ref_labels.shape[1:]) if has_truth else None
+        sample = _resized(sample, stretch)
+        ref_labels, ref_probabilities = reference(sample.image)
+        truth = truth_under(sample.label, ref_labels.shape) if has_truth else None
         if has_truth:
-            reference_truth.add(truth[None], ref_labels)
-        for name, runner in exports.items():
-            got_labels, got_probabilities = runner(batch)
+            reference_truth.add(truth, ref_labels)
+        for name, predictor in exports.items():
+            got_labels, got_probabilities = predictor(sample.image)
             if got_labels.shape != ref_labels.shape:
                 raise ValueError(f"{name} gives labels of shape {got_labels.shape}, the reference {ref_labels.shape}")
             row = rows[name]
@@ -106,10 +124,11 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
             row["max_probability_difference"] = max(row["max_probability_difference"], difference)
             row["vs_reference"].add(ref_labels, got_labels)
             if has_truth:
-                row["truth"].add(truth[None], got_labels)
+                row["truth"].add(truth, got_labels)
     report = {
-        "reference": reference.format,
-        "images": {"source": source, "count": len(samples), "size": list(size) if size else "as given"},
+        "reference": reference.runner.format,
+        "images": {"source": source, "count": len(samples), "size": list(stretch) if stretch else "as given"},
+        "protocol": reference.protocol.describe(),
         "classes": labels,
         "formats": {},
     }
@@ -117,7 +136,7 @@ def parity_report(reference, exports, samples, *, source="", labels=None):
         report["reference_mean_iou"] = reference_truth.mean_iou() * PERCENT
     for name, row in rows.items():
         entry = {
-            "file": getattr(exports[name], "name", ""),
+            "file": exports[name].runner.name,
             "pixel_agreement": row["agree"] / row["pixels"] * PERCENT,
             "worst_image_agreement": min(row["image_agreement"]) * PERCENT,
             "mean_iou_vs_reference": row["vs_reference"].mean_iou() * PERCENT,
@@ -135,7 +154,10 @@ def report_text(report):
     images = report["images"]
     size = images["size"] if isinstance(images["size"], str) else "x".join(map(str, images["size"]))
     lines = [f"parity against {report['reference']} on {images['count']} images from {images['source']} "
-             f"(size: {size}, {report['classes']} classes)"]
+             f"(size: {size}, {report['classes']} classes; {report['protocol']})"]
+    if "calibration" in report:
+        calibration = report["calibration"]
+        lines.append(f"int8 calibration: {calibration['count']} images of {calibration['source']}")
     truth = "reference_mean_iou" in report
     header = f"{'format':<22}{'pixels agreeing':>17}{'worst image':>13}{'mIoU vs ref':>13}{'max |dp|':>10}"
     if truth:
@@ -170,7 +192,7 @@ def write_report(report, export_path):
 DEFAULT_SYNTHETIC_SIZE = (96, 128)
 
 
-def parity_samples(source=None, limit=None, size=None):
+def parity_samples(source=None, limit=None, size=None, reader_options=None):
     """Samples to check parity on: ``source`` (see ``tfseg.inference.sources``), else synthetic images.
 
     Returns ``(samples, description)``.
@@ -180,13 +202,25 @@ def parity_samples(source=None, limit=None, size=None):
     if source is None:
         count = limit or 4
         return synthetic_samples(count, size or DEFAULT_SYNTHETIC_SIZE), f"synthetic images ({count})"
-    return load_samples(source, limit), describe(source, limit)
+    return load_samples(source, limit, reader_options=reader_options), describe(source, limit)
 
 
-def check_and_report(reference, exports, export_path, source=None, limit=None):
-    """Run ``parity_report`` on ``source`` and write it beside ``export_path``; return the report."""
-    size = common_input_size([reference, *exports.values()])
-    samples, description = parity_samples(source, limit, size)
-    report = parity_report(reference, exports, samples, source=description)
+def check_and_report(model, crf_layer, exports, export_path, source=None, limit=None, calibration=None):
+    """Parity of the exported ``exports`` (``{label: runner}``) against the Keras ``model`` (with ``crf_layer``)
+    on ``source``, written beside ``export_path``; returns the report. ``calibration``: the int8
+    calibration sample, recorded in the report."""
+    from tfseg.inference.predict import Predictor
+    from tfseg.inference.sources import parse_dataset_split
+
+    reference = Predictor(model, crf=crf_layer)
+    predictors = {label: Predictor(runner) for label, runner in exports.items()}
+    split = parse_dataset_split(source)
+    info = reference.info
+    options = dict(info.dataset_options) if split is not None and split.dataset == info.dataset else None
+    size = common_input_size([reference.runner, *exports.values()])
+    samples, description = parity_samples(source, limit, size if reference.protocol.is_whole_image else None, options)
+    report = parity_report(reference, predictors, samples, source=description)
+    if calibration is not None:
+        report["calibration"] = calibration
     write_report(report, export_path)
     return report

@@ -19,31 +19,42 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from tfseg.export.native_log import silenced_native_stderr
-from tfseg.export.parity import check_and_report
-from tfseg.export.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
+from tfseg.export.parity import check_and_report, export_crf, exported_info
 from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, converter_error_ops, float_compute_ops
+from tfseg.inference.metadata import with_tflite_info
+from tfseg.inference.native_log import silenced_native_stderr
+from tfseg.inference.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 DEFAULT_CALIBRATION_LIMIT = 100
+CALIBRATION_SEED = 0
 
 
 def tflite(model_or_path, path, *, quantization="none", representative_data=None, calibration_limit=DEFAULT_CALIBRATION_LIMIT,
-           input_size=None, crf=None, parity_data=None, parity_limit=None, num_threads=None):
-    """Convert a Keras model, a ``.keras`` file or a tfseg SavedModel folder to a TFLite file at ``path``.
+           input_size=None, crf=None, parity_data=None, parity_limit=None, num_threads=None, info=None, progress=None):
+    """Convert a Keras model, a ``.keras`` file, a zoo name or a tfseg SavedModel folder to a TFLite file at ``path``.
 
     ``input_size``: (height, width) for a fixed-size graph (what delegates want); None keeps the
-    model's size, dynamic where the model is (resize the input tensor before allocating).
-    The batch size is 1. ``quantization``: one of ``QUANTIZATIONS``; "int8" needs
-    ``representative_data``: a folder of images, a dataset split such as ``"camvid:train"``, or
-    uint8 RGB arrays, of which the first ``calibration_limit`` are used (resized to
-    ``input_size`` when it is fixed). ``crf``: as for ``tfseg.export.saved_model``; the CRF uses its
-    TFLite-portable implementation (not with int8: see the error it raises).
+    model's size, dynamic where the model is (resize the input tensor before allocating), except
+    for a model whose input protocol pads to a canvas (the official DeepLab cards): its file is
+    fixed to the canvas. The batch size is 1. ``quantization``: one of ``QUANTIZATIONS``; "int8"
+    needs ``representative_data``: a folder of images, a dataset split such as ``"camvid:train"``,
+    or uint8 RGB arrays, of which ``calibration_limit`` are used: for a split, a seeded sample spread
+    over it (named in the parity report), else the first ones; each is fitted to a fixed input
+    size as the model's protocol feeds it (padded to the canvas, or resized). ``crf``: as for
+    ``tfseg.export.saved_model``; the CRF uses its TFLite-portable implementation (not with int8:
+    see the error it raises). The file carries the model's ``ModelInfo`` (``info``, default the
+    model's own) as metadata.
 
     Ops outside the TFLite builtins make it fail with ``UnsupportedOpsError`` naming them. A
     parity report against the Keras model (or the SavedModel) is written beside the file on
     ``parity_data`` (see ``saved_model``), with ``num_threads`` interpreter threads. Returns it.
+    ``progress``: called with a short text before each stage.
     """
+    from tfseg.inference.runners import TFLiteRunner, check_threads
+
+    say = progress or (lambda text: None)
+    check_threads(num_threads)
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization={quantization!r}; valid: {list(QUANTIZATIONS)}")
     if quantization == "int8" and representative_data is None:
@@ -60,41 +71,56 @@ def tflite(model_or_path, path, *, quantization="none", representative_data=None
     if input_size is not None:
         input_size = check_input_size(input_size)
     path = Path(path)
-    serving, reference = _serving_module(model_or_path, crf, input_size)
+    say("loading the model")
+    serving, model, crf_layer, file_info = _serving_module(model_or_path, crf, input_size, info)
+    if input_size is None and file_info.protocol.canvas is not None and getattr(serving, "fixed_size", None) is None:
+        input_size = file_info.protocol.canvas
     spec = _image_spec(serving, input_size)
-    calibration = _calibration_images(representative_data, calibration_limit, spec) if quantization == "int8" else None
-    content = convert(serving, spec, quantization, calibration)
+    calibration, calibration_record = None, None
+    if quantization == "int8":
+        say(f"reading {calibration_limit} calibration images from {representative_data}")
+        calibration, calibration_record = _calibration_images(representative_data, calibration_limit, spec,
+                                                              file_info.protocol)
+    say(f"converting to TFLite ({quantization})" + (", calibrating int8" if quantization == "int8" else ""))
+
+    def calibrated(done):
+        if done % 10 == 0 or done == len(calibration):
+            say(f"calibrating int8: {done} of {len(calibration)} images")
+
+    content = convert(serving, spec, quantization, calibration, on_calibration_image=calibrated)
     check_builtins_only(content, f"the TFLite conversion of {_describe(model_or_path)}")
     if quantization == "int8":
         _check_int8(content)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    from tfseg.inference.runners import TFLiteRunner
-
+    path.write_bytes(with_tflite_info(content, file_info))
     label = "tflite" if quantization == "none" else f"tflite ({quantization})"
+    say("checking parity with the Keras model")
     exported = TFLiteRunner(path, num_threads=num_threads)
-    return check_and_report(reference, {label: exported}, path, parity_data, parity_limit)
+    return check_and_report(model, crf_layer, {label: exported}, path, parity_data, parity_limit,
+                            calibration=calibration_record)
 
 
 def _describe(model_or_path):
     return str(model_or_path) if isinstance(model_or_path, (str, Path)) else f"model {model_or_path.name!r}"
 
 
-def _serving_module(model_or_path, crf, input_size):
-    """(module with ``serve``, reference runner for parity)."""
+def _serving_module(model_or_path, crf, input_size, info):
+    """(module with ``serve``, reference model (Keras model or SavedModel runner), its CRF layer, the file's info)."""
     if isinstance(model_or_path, (str, Path)) and Path(model_or_path).is_dir():
         if crf not in (None, False):
             raise ValueError(f"crf= applies when converting a Keras model; the SavedModel {model_or_path} holds what it "
                              "was exported with (export it again with crf=, or convert the .keras file)")
-        return _saved_model_module(Path(model_or_path), input_size)
-    from tfseg.export.keras_source import as_keras_model
-    from tfseg.inference.runners import KerasRunner
+        module, reference = _saved_model_module(Path(model_or_path), input_size)
+        return module, reference, None, info or reference.info
+    from tfseg.inference.models import as_keras_model
 
     model = as_keras_model(model_or_path)
     labels = num_classes(model)
-    reference = KerasRunner(model, crf=resolve_crf(crf, labels))
-    serving = SegmentationServing(model, resolve_crf(crf, labels, portable=True), check_inputs=False)
-    return serving, reference
+    crf = export_crf(model, crf)
+    reference_crf = resolve_crf(crf, labels)
+    portable = resolve_crf(crf, labels, portable=True)
+    serving = SegmentationServing(model, portable, check_inputs=False)
+    return serving, model, reference_crf, exported_info(model, info, portable)
 
 
 def _saved_model_module(path, input_size):
@@ -122,27 +148,47 @@ def _image_spec(serving, input_size):
     return tf.TensorSpec([1, *size, 3], tf.uint8, name=INPUT_NAME)
 
 
-def _calibration_images(source, limit, spec):
-    """uint8 [1, H, W, 3] batches for the converter's representative dataset."""
-    import cv2
+def _calibration_images(source, limit, spec, protocol):
+    """uint8 [1, H, W, 3] batches for the converter's representative dataset, and their record for the report."""
+    from tfseg.inference.sources import describe, load_samples
 
-    from tfseg.inference.sources import load_samples
-
-    samples = load_samples(source, limit)
+    samples = load_samples(source, limit, sample_seed=CALIBRATION_SEED)
     if not samples:
         raise ValueError(f"representative_data={source!r} holds no images")
-    height, width = spec.shape[1:3]
-    batches = []
-    for sample in samples:
-        image = sample.image
-        if height is not None and image.shape[:2] != (height, width):
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
-        batches.append(image[None])
-    return batches
+    size = tuple(spec.shape[1:3])
+    batches = [fit_to_input(sample.image, size, protocol)[None] for sample in samples]
+    record = {"source": describe(source, limit, CALIBRATION_SEED), "count": len(samples),
+              "images": [sample.name for sample in samples]}
+    return batches, record
 
 
-def convert(serving, spec, quantization="none", calibration=None):
-    """TFLite flatbuffer of ``serving.serve`` at ``spec``, builtin ops only; errors name the ops."""
+def fit_to_input(image, size, protocol):
+    """``image`` as a fixed-size graph of ``size`` sees it: through the protocol onto its canvas when the
+    canvas is that size (rounded to uint8), else resized (bilinear); unchanged when the size is dynamic."""
+    import cv2
+    import numpy as np
+    import tensorflow as tf
+
+    from tfseg.inference.modes import official_resized_size, pad_to_at_least, resize_align_corners
+
+    height, width = size
+    if height is None or image.shape[:2] == (height, width):
+        return image
+    if protocol.canvas is not None and tuple(protocol.canvas) == (height, width):
+        pixels = tf.constant(image[None], tf.float32)
+        if protocol.resize is not None:
+            pixels = resize_align_corners(pixels, official_resized_size(*image.shape[:2], *protocol.resize))
+        if pixels.shape[1] <= height and pixels.shape[2] <= width:
+            canvas = pad_to_at_least(pixels, (height, width), protocol.pad_value)[0].numpy()
+            return np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def convert(serving, spec, quantization="none", calibration=None, on_calibration_image=None):
+    """TFLite flatbuffer of ``serving.serve`` at ``spec``, builtin ops only; errors name the ops.
+
+    ``on_calibration_image``: called with the count of calibration images the converter has taken.
+    """
     import tensorflow as tf
 
     function = serving.serve.get_concrete_function(spec)
@@ -155,7 +201,7 @@ def convert(serving, spec, quantization="none", calibration=None):
         if quantization == "fp16":
             converter.target_spec.supported_types = [tf.float16]
         if quantization == "int8":
-            converter.representative_dataset = lambda: ({INPUT_NAME: image} for image in calibration)
+            converter.representative_dataset = lambda: _counted(calibration, on_calibration_image)
             converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         try:
             with warnings.catch_warnings():  # the calibrator's own use of the deprecated tf.lite.Interpreter
@@ -173,6 +219,13 @@ def convert(serving, spec, quantization="none", calibration=None):
                     ops,
                 ) from None
             raise
+
+
+def _counted(calibration, on_image):
+    for done, image in enumerate(calibration, 1):
+        yield {INPUT_NAME: image}
+        if on_image is not None:
+            on_image(done)
 
 
 def _full_integer_with_float_softmax(converter, calibration):

@@ -1,4 +1,4 @@
-"""What ``tfseg predict`` writes: label PNGs (class ids) and colour overlays."""
+"""What ``tfseg predict`` writes: label PNGs (class ids), colour overlays, and the legend of the colours."""
 
 from __future__ import annotations
 
@@ -39,3 +39,21 @@ def write_prediction(folder, name, image, labels, colors, alpha=0.5):
         if not cv2.imwrite(str(path), data):
             raise OSError(f"cannot write {path}")
     return label_path, overlay_path
+
+
+def write_legend(folder, class_names, colors):
+    """``classes.txt`` (``id name r g b`` per line) and ``legend.png`` (a swatch and the name per class)."""
+    import cv2
+
+    folder = Path(folder)
+    text_path = folder / "classes.txt"
+    text_path.write_text("".join(f"{k} {name} {r} {g} {b}\n" for k, (name, (r, g, b)) in enumerate(zip(class_names, colors))))
+    row, width = 20, 24 + 8 * max(len(str(name)) for name in class_names) + 40
+    picture = np.full((row * len(class_names) + 4, width, 3), 255, np.uint8)
+    for k, (name, color) in enumerate(zip(class_names, colors)):
+        picture[k * row + 2 : (k + 1) * row, 4:24] = color
+        cv2.putText(picture, f"{k} {name}", (30, (k + 1) * row - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
+    legend_path = folder / "legend.png"
+    if not cv2.imwrite(str(legend_path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
+        raise OSError(f"cannot write {legend_path}")
+    return text_path, legend_path

@@ -1,4 +1,9 @@
-"""``tfseg.predict``: the label map of an image for any model format, with the same processing everywhere."""
+"""``tfseg.predict`` and ``Predictor``: an image's label map for any model format, by any inference mode.
+
+Every format goes through the same steps (``tfseg.inference.modes``): the model's input protocol
+(the card's, carried by exported files), the mode (whole image, multi-scale + flip, sliding
+window), then optionally the dense CRF on the probabilities at the image's size.
+"""
 
 from __future__ import annotations
 
@@ -6,90 +11,83 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.inference.runners import load_runner
+from tfseg.inference.modes import InferenceOptions, check_fixed_size, probabilities, refine_with_crf
+from tfseg.inference.runners import card_crf, load_runner
 from tfseg.inference.sources import check_image, read_image
 
 
 class Predictor:
     """``predictor(image) -> (labels int32 [H, W], probabilities float32 [H, W, C])`` for one model.
 
-    A fixed-size graph gets the image resized (bilinear) to its input size; its probabilities are
-    resized back to the image's size before the argmax. ``crf`` (True, DenseCRF options or a
-    ``DenseCRF``) joins the serving graph of a Keras model, as in the exports; for a SavedModel or
-    TFLite file it runs after the model on the log-probabilities (the same refinement, since
-    the CRF's softmax ignores a per-pixel constant). Files exported with ``crf=`` already hold one.
+    ``model``: anything ``load_runner`` takes. ``crf``: None, True (tfseg's parameters; the card's
+    tuned ones for a zoo model), a dict of ``tfseg.layers.DenseCRF`` options or a ``DenseCRF``;
+    refused for a file that already holds a CRF. ``options``: ``InferenceOptions`` (or pass
+    ``scales``, ``flip``, ``window``, ``window_stride``, ``protocol`` as keywords).
+    ``num_threads``: TFLite interpreter threads.
     """
 
-    def __init__(self, model, *, crf=None, num_threads=None):
-        self.runner = load_runner(model, crf=crf, num_threads=num_threads)
-        self.crf = None
-        if crf not in (None, False) and self.runner.format != "keras":
-            self.crf = _PostHocCRF(crf, self.runner.num_classes)
+    def __init__(self, model, *, crf=None, options=None, num_threads=None, **inference):
+        import tensorflow as tf
+
+        from tfseg.inference.serving import resolve_crf
+
+        if options is not None and inference:
+            raise TypeError("pass either options= or the inference keywords, not both")
+        self.options = options or InferenceOptions(**inference)
+        self.runner = load_runner(model, num_threads=num_threads)
+        self.info = self.runner.info
+        self.protocol = self.options.protocol or self.info.protocol
+        self.crf_layer = None
+        if crf not in (None, False):
+            if self.info.crf is not None:
+                raise ValueError(f"{self.runner.name} already holds a dense CRF ({self.info.crf}); a second CRF would "
+                                 "refine its output again: predict without crf (--crf)")
+            if crf is True and self.info.source.startswith("zoo:"):
+                crf = card_crf(self.info.source.removeprefix("zoo:"))
+            self.crf_layer = resolve_crf(crf, self.num_classes)
+        compiled = self.runner.traceable and self.runner.input_size is None
+        refine = lambda pixels, probs: refine_with_crf(self.crf_layer, pixels, probs)  # noqa: E731
+        # A traced Keras model runs the CRF in its graph; a file's eager output gets it as a tf.function.
+        self._refine = refine if compiled else tf.function(refine, reduce_retracing=True)
+        self._function = self.tensor_probabilities
+        if compiled:
+            self._function = tf.function(self.tensor_probabilities, reduce_retracing=True,
+                                         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8)])
 
     @property
     def num_classes(self):
         return self.runner.num_classes
 
-    def __call__(self, image):
-        image = check_image(image)
-        height, width = image.shape[:2]
-        size = self.runner.input_size
-        resized = size is not None and size != (height, width)
-        pixels = _resize(image, size) if resized else image
-        labels, probabilities = self.runner(pixels[None])
-        labels, probabilities = labels[0], probabilities[0]
-        if resized:
-            probabilities = _resize(probabilities, (height, width))
-            labels = probabilities.argmax(-1).astype(np.int32)
-        if self.crf is not None:
-            labels, probabilities = self.crf(image, probabilities)
-        return labels, probabilities
-
-
-class _PostHocCRF:
-    def __init__(self, crf, labels):
+    def tensor_probabilities(self, pixels):
+        """Probabilities ``[B, H, W, C]`` of uint8 RGB ``pixels`` ``[B, H, W, 3]`` (TF ops; traceable for Keras)."""
         import tensorflow as tf
 
-        from tfseg.export.serving import resolve_crf
+        result = probabilities(self.runner.logits, tf.cast(pixels, tf.float32), self.num_classes, self.options,
+                               self.protocol, fixed_size=self.runner.input_size)
+        if self.crf_layer is not None:
+            result = self._refine(pixels, result)
+        return result
 
-        layer = resolve_crf(crf, labels)
-
-        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8),
-                                      tf.TensorSpec([1, None, None, labels], tf.float32)])
-        def refine(image, probabilities):
-            logits = layer([image, tf.math.log(tf.maximum(probabilities, 1e-30))], training=False)
-            return tf.argmax(logits, -1, output_type=tf.int32), tf.nn.softmax(logits)
-
-        self._refine = refine
-
-    def __call__(self, image, probabilities):
-        labels, probabilities = self._refine(image[None], probabilities[None].astype(np.float32))
-        return labels.numpy()[0], probabilities.numpy()[0]
+    def __call__(self, image):
+        image = check_image(image)
+        check_fixed_size(self.runner.input_size, self.options, self.protocol, image.shape[:2], self.runner.name)
+        result = np.asarray(self._function(image[None]))[0]
+        return result.argmax(-1).astype(np.int32), result
 
 
-def _resize(array, size):
-    """Bilinear resize of [H, W, C] to ``size`` (height, width); any channel count."""
-    import cv2
-
-    height, width = size
-    channels = array.shape[-1]
-    # cv2.resize handles at most 512 channels at once.
-    parts = [cv2.resize(array[..., i : i + 512], (width, height), interpolation=cv2.INTER_LINEAR)
-             for i in range(0, channels, 512)]
-    parts = [p[..., None] if p.ndim == 2 else p for p in parts]
-    return np.concatenate(parts, axis=-1)
-
-
-def predict(model, image, *, crf=None, num_threads=None):
+def predict(model, image, *, crf=None, num_threads=None, **inference):
     """The label map (int32 [H, W]) of ``image`` under ``model``.
 
     ``model``: a keras.Model, a ``.keras`` file, a SavedModel folder or ``.tflite`` file exported
     by ``tfseg.export``, or a zoo name (``tfseg.zoo.list()``). ``image``: uint8 RGB [H, W, 3] or an
     image file; a list of them gives a list of label maps (the model is loaded once).
-    ``crf``: True (tfseg's CRF parameters; for a zoo name the card's tuned ones), a dict of ``tfseg.layers.DenseCRF`` options or a layer.
+    ``crf``: True (tfseg's CRF parameters; for a zoo name the card's tuned ones), a dict of
+    ``tfseg.layers.DenseCRF`` options or a layer. ``inference``: ``scales``, ``flip``, ``window``,
+    ``window_stride``, ``protocol`` (``tfseg.inference.modes.InferenceOptions``); the model's own
+    input protocol (its card's, or the one its file carries) applies unless ``protocol`` is given.
     ``num_threads``: TFLite interpreter threads.
     """
-    predictor = Predictor(model, crf=crf, num_threads=num_threads)
+    predictor = Predictor(model, crf=crf, num_threads=num_threads, **inference)
     if isinstance(image, list):
         return [predictor(_as_image(item))[0] for item in image]
     return predictor(_as_image(image))[0]

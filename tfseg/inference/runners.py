@@ -1,9 +1,16 @@
-"""One calling convention for every model format: uint8 RGB [1, H, W, 3] -> (labels, probabilities).
+"""One runner per model format, with one interface for the inference modes (``tfseg.inference.modes``).
 
-``load_runner(model)`` accepts a ``keras.Model``, a ``.keras`` file, a SavedModel folder written by
-``tfseg.export.saved_model`` or a ``.tflite`` file written by ``tfseg.export.tflite``. Each runner
-has ``format``, ``input_size`` ((H, W) when the graph is fixed-size, else None), ``num_classes``
-and ``__call__(batch) -> (labels int32 [B, H, W], probabilities float32 [B, H, W, C])``.
+``load_runner(model)`` accepts a ``keras.Model``, a ``.keras`` file, a zoo name, a SavedModel folder
+written by ``tfseg.export.saved_model`` or a ``.tflite`` file written by ``tfseg.export.tflite``.
+Every runner has:
+
+- ``format``, ``name``, ``num_classes``, ``input_size`` ((H, W) of a fixed-size graph, else None)
+  and ``info`` (the ``ModelInfo`` it carries: classes, palette, input protocol, a CRF inside);
+- ``logits(pixels)``: float RGB ``[B, h, w, 3]`` -> logits ``[B, h, w, C]``. A Keras model takes the
+  floats as they are (traceable: ``traceable`` is True); an exported file takes uint8, so the pixels
+  are rounded, and gives log-probabilities (logits up to a per-pixel constant);
+- ``__call__(batch)``: uint8 RGB ``[B, H, W, 3]`` -> ``(labels int32 [B, H, W], probabilities
+  float32 [B, H, W, C])`` through the serving graph (``tfseg.inference.serving``), as the exports.
 """
 
 from __future__ import annotations
@@ -12,36 +19,76 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.export.serving import INPUT_NAME, OUTPUT_NAMES
+from tfseg.inference.metadata import ModelInfo, info_of, read_saved_model_info, read_tflite_info
+from tfseg.inference.models import load_keras_model, load_zoo_model, zoo_name
+from tfseg.inference.serving import INPUT_NAME, OUTPUT_NAMES
 
 KERAS_SUFFIXES = (".keras",)
 TFLITE_SUFFIXES = (".tflite",)
 
 
+def check_threads(num_threads):
+    """``num_threads``: None or a positive int (TFLite interpreter threads), else a ValueError."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or num_threads < 1:
+        raise ValueError(f"num_threads (--threads) must be a positive integer; got {num_threads!r}")
+    return int(num_threads)
+
+
 class KerasRunner:
-    """A Keras model (with an optional CRF) through the same serving function as the exports."""
+    """A Keras model: its own graph for ``logits``, the serving graph (with an optional CRF) for ``__call__``."""
 
     format = "keras"
+    traceable = True
 
-    def __init__(self, model, crf=None):
+    def __init__(self, model, crf=None, info=None):
+        from tfseg.inference.serving import resolve_crf
+
+        self.model = model
+        self.name = model.name
+        self.num_classes = int(model.outputs[0].shape[-1])
+        height, width = model.inputs[0].shape[1:3]
+        self.input_size = (int(height), int(width)) if height is not None and width is not None else None
+        self.info = info or info_of(model) or ModelInfo()
+        self.crf_layer = resolve_crf(crf, self.num_classes)
+        self._function = None
+
+    def logits(self, pixels):
         import tensorflow as tf
 
-        from tfseg.export.serving import SegmentationServing, image_spec, num_classes, resolve_crf
-
-        self.num_classes = num_classes(model) if getattr(model, "outputs", None) else None
-        self.serving = SegmentationServing(model, resolve_crf(crf, self.num_classes), check_inputs=False)
-        spec = image_spec(model)
-        self.input_size = tuple(spec.shape[1:3]) if None not in spec.shape[1:3] else None
-        self._function = self.serving.concrete_function(spec)
-        self._tf = tf
-        self.name = model.name
+        return tf.cast(self.model(pixels, training=False), tf.float32)
 
     def __call__(self, batch):
-        outputs = self._function(self._tf.constant(_check_batch(batch)))
+        import tensorflow as tf
+
+        if self._function is None:
+            from tfseg.inference.serving import SegmentationServing, image_spec
+
+            serving = SegmentationServing(self.model, self.crf_layer, check_inputs=False)
+            self._function = serving.concrete_function(image_spec(self.model))
+        outputs = self._function(tf.constant(_check_batch(batch)))
         return outputs["labels"].numpy(), outputs["probabilities"].numpy()
 
 
-class SavedModelRunner:
+class _FileRunner:
+    """``logits`` of an exported file: rounded uint8 pixels in, log-probabilities out, one image at a time."""
+
+    traceable = False
+
+    def logits(self, pixels):
+        import tensorflow as tf
+
+        pixels = np.asarray(pixels)
+        if self.input_size is not None and tuple(pixels.shape[1:3]) != self.input_size:
+            raise ValueError(f"{self.name} takes {self.input_size[0]}x{self.input_size[1]} images; "
+                             f"got {pixels.shape[1]}x{pixels.shape[2]}")
+        batch = np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+        probabilities = np.concatenate([self(batch[i : i + 1])[1] for i in range(len(batch))])
+        return tf.math.log(tf.maximum(tf.constant(probabilities, tf.float32), 1e-30))
+
+
+class SavedModelRunner(_FileRunner):
     """The ``serving_default`` signature of a SavedModel folder exported by tfseg."""
 
     format = "saved_model"
@@ -67,6 +114,7 @@ class SavedModelRunner:
         height, width = spec.shape[1:3]
         self.input_size = (height, width) if height is not None and width is not None else None
         self.num_classes = function.structured_outputs["probabilities"].shape[-1]
+        self.info = read_saved_model_info(path) or ModelInfo()
         self.loaded, self.function, self._tf = loaded, function, tf
 
     def __call__(self, batch):
@@ -74,7 +122,7 @@ class SavedModelRunner:
         return outputs["labels"].numpy(), outputs["probabilities"].numpy()
 
 
-class TFLiteRunner:
+class TFLiteRunner(_FileRunner):
     """A ``.tflite`` file exported by tfseg, in the LiteRT interpreter (XNNPACK on CPU)."""
 
     format = "tflite"
@@ -82,12 +130,13 @@ class TFLiteRunner:
     def __init__(self, path, num_threads=None):
         from ai_edge_litert.interpreter import Interpreter
 
-        from tfseg.export.native_log import silenced_native_stderr
+        from tfseg.inference.native_log import silenced_native_stderr
 
         self.name = str(path)
+        content = Path(path).read_bytes()
         try:
             with silenced_native_stderr():
-                self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+                self.interpreter = Interpreter(model_content=content, num_threads=check_threads(num_threads))
                 self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as error:
             raise ValueError(f"cannot load TFLite file {path}: {error}") from None
@@ -104,6 +153,7 @@ class TFLiteRunner:
         shape = detail["shape_signature"]
         self.input_size = None if min(shape[1:3]) < 0 else (int(shape[1]), int(shape[2]))
         self.num_classes = int(self._runner.get_output_details()["probabilities"]["shape_signature"][-1])
+        self.info = read_tflite_info(content, str(path)) or ModelInfo()
 
     def __call__(self, batch):
         batch = _check_batch(batch)
@@ -135,10 +185,15 @@ def _check_batch(batch):
 def load_runner(model, crf=None, num_threads=None):
     """A runner for ``model``: a keras.Model, a .keras file, a SavedModel folder, a .tflite file or a zoo name.
 
-    ``crf`` applies to Keras models (the CRF joins the serving graph); exported files hold their own.
+    ``crf`` joins the serving graph of a Keras model (``__call__``; a zoo name's ``crf=True`` takes
+    the card's tuned parameters); exported files hold their own. ``num_threads``: TFLite
+    interpreter threads, a positive int for every format.
     """
     import keras
 
+    check_threads(num_threads)
+    if isinstance(model, (KerasRunner, _FileRunner)):
+        return model
     if isinstance(model, keras.Model):
         return KerasRunner(model, crf=crf)
     if not isinstance(model, (str, Path)):
@@ -155,30 +210,19 @@ def load_runner(model, crf=None, num_threads=None):
         if suffix in TFLITE_SUFFIXES:
             return TFLiteRunner(path, num_threads=num_threads)
         raise ValueError(f"model file {path}: unknown format {suffix!r}; expected .keras, .tflite or a SavedModel folder")
-    return zoo_runner(str(model), crf=crf)
+    name = zoo_name(model)
+    if name is None:
+        from tfseg import zoo
 
-
-def load_keras_model(path):
-    import keras
-
-    import tfseg  # noqa: F401  (registers tfseg's layers for deserialisation)
-
-    try:
-        return keras.saving.load_model(str(path), compile=False)
-    except Exception as error:  # Keras raises many kinds here (bad zip, unknown layer, config errors)
-        raise ValueError(f"cannot load Keras model {path}: {type(error).__name__}: {error}") from error
-
-
-def zoo_runner(name, crf=None):
-    """A zoo name: the card's model with its pretrained weights; ``crf=True`` takes the card's tuned CRF."""
-    from tfseg import zoo
-
-    name = name[len("zoo:"):] if name.startswith("zoo:") else name
-    if name not in zoo.list():
         raise ValueError(
-            f"unknown model {name!r}: not a .keras file, a SavedModel folder, a .tflite file or a zoo name "
+            f"unknown model {str(model)!r}: not a .keras file, a SavedModel folder, a .tflite file or a zoo name "
             f"(zoo: {', '.join(zoo.list())})"
         )
-    if crf is True and zoo.card(name).crf:
-        crf = zoo.card(name).crf
-    return KerasRunner(zoo.load(name), crf=crf)
+    return KerasRunner(load_zoo_model(name), crf=card_crf(name) if crf is True else crf)
+
+
+def card_crf(name):
+    """The CRF parameters tuned on zoo card ``name``, or True (tfseg's) when it has none."""
+    from tfseg import zoo
+
+    return zoo.card(name).crf or True

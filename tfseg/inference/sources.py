@@ -1,10 +1,14 @@
-"""Where images come from for prediction, calibration and parity checks.
+"""Where images come from for prediction, evaluation, calibration and parity checks.
 
 A source is one of:
 
 - an image file, or a folder of image files (not recursive, sorted by name);
-- a dataset split written ``camvid:val`` or ``camvid:train:20`` (the first 20 files), whose
-  samples carry their ground-truth labels;
+- a dataset split ``NAME:SPLIT`` or ``NAME:SPLIT:COUNT`` for every reader of ``tfseg.data``
+  (``camvid:val``, ``voc:val``, ``cityscapes:val``, ``ade20k:val``; each at its reader's default
+  root, e.g. ``$TFSEG_VOC_DIR``), and ``folder:PATH``, ``folder:PATH:SPLIT``,
+  ``folder:PATH:SPLIT:COUNT`` for the ``folder`` layout. Samples carry their ground truth, read
+  through the reader's checked loading (``tfseg.data.read_pair``). ``COUNT`` takes the first
+  images, or with ``sample_seed`` a spread sample (``spread_indices``);
 - a video file (``video_frames``), one sample per frame;
 - uint8 RGB arrays: one ``[H, W, 3]``, a batch ``[N, H, W, 3]`` or a list of ``[H, W, 3]``.
 
@@ -20,7 +24,7 @@ import numpy as np
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
-DATASET_SPLITS = {"camvid": ("train", "val")}
+FOLDER_PREFIX = "folder:"
 
 
 @dataclasses.dataclass
@@ -31,24 +35,73 @@ class Sample:
     ignore_label: int | None = None
 
 
+@dataclasses.dataclass(frozen=True)
+class DatasetSplit:
+    """A parsed ``NAME:SPLIT[:COUNT]`` (or ``folder:PATH[:SPLIT[:COUNT]]``) source."""
+
+    dataset: str
+    split: str | None
+    count: int | None = None
+    root: str | None = None
+
+    def open(self, options=None):
+        """The ``SegmentationDataset`` (reader ``options`` such as ``{"reduce_zero_label": False}``)."""
+        from tfseg.data import open_dataset
+
+        return open_dataset(self.dataset, self.root, **(options or {}))
+
+    def describe(self):
+        where = f"{FOLDER_PREFIX}{self.root}" if self.dataset == "folder" else self.dataset
+        return f"{where}:{self.split}" + (f":{self.count}" if self.count else "")
+
+
+def _dataset_names():
+    from tfseg.data import list_datasets
+
+    return [name for name in list_datasets() if name not in ("folder", "synthetic")]
+
+
+def _count(text, source):
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"dataset source {source!r}: COUNT must be a positive integer, got {text!r}")
+    return int(text)
+
+
 def parse_dataset_split(source):
-    """``(dataset, split, limit)`` for ``"camvid:val"`` / ``"camvid:val:8"``; None if not that form."""
+    """The ``DatasetSplit`` that ``source`` names, or None when it is not a dataset source."""
     if not isinstance(source, str) or ":" not in source or Path(source).exists():
         return None
+    if source.startswith(FOLDER_PREFIX):
+        rest = source[len(FOLDER_PREFIX):]
+        parts = rest.split(":")
+        for cut in range(len(parts), 0, -1):  # the longest prefix that is a folder is the root
+            root = ":".join(parts[:cut])
+            extra = parts[cut:]
+            if Path(root).is_dir() and len(extra) <= 2:
+                split = extra[0] if extra else None
+                return DatasetSplit("folder", split, _count(extra[1], source) if len(extra) == 2 else None, root)
+        raise ValueError(f"dataset source {source!r}: expected folder:PATH[:SPLIT[:COUNT]] with PATH an existing "
+                         "folder holding images/ and labels/")
     parts = source.split(":")
-    if parts[0] not in DATASET_SPLITS:
+    if parts[0] not in _dataset_names():
         return None
-    if len(parts) not in (2, 3) or parts[1] not in DATASET_SPLITS[parts[0]]:
-        raise ValueError(
-            f"dataset source {source!r}: expected '{parts[0]}:SPLIT' or '{parts[0]}:SPLIT:COUNT' "
-            f"with SPLIT one of {list(DATASET_SPLITS[parts[0]])}"
-        )
-    limit = None
-    if len(parts) == 3:
-        if not parts[2].isdigit() or int(parts[2]) < 1:
-            raise ValueError(f"dataset source {source!r}: COUNT must be a positive integer")
-        limit = int(parts[2])
-    return parts[0], parts[1], limit
+    if len(parts) not in (2, 3) or not parts[1]:
+        raise ValueError(f"dataset source {source!r}: expected '{parts[0]}:SPLIT' or '{parts[0]}:SPLIT:COUNT'")
+    return DatasetSplit(parts[0], parts[1], _count(parts[2], source) if len(parts) == 3 else None)
+
+
+def spread_indices(total, count, seed=0):
+    """``count`` sorted indices of ``range(total)``, one drawn (seeded) from each of ``count`` equal strata.
+
+    A split's files are often ordered by sequence or city; taking the first ``count`` would
+    sample one part of it (CamVid's train list starts with 62 dusk frames).
+    """
+    if count >= total:
+        return list(range(total))
+    rng = np.random.default_rng(seed)
+    edges = np.linspace(0, total, count + 1)
+    starts, stops = np.ceil(edges[:-1]).astype(int), np.ceil(edges[1:]).astype(int)
+    return [int(rng.integers(start, max(stop, start + 1))) for start, stop in zip(starts, stops)]
 
 
 def check_image(image, what="image"):
@@ -72,34 +125,38 @@ def image_files(folder):
     return files
 
 
-def count_samples(source, limit=None):
+def count_samples(source, limit=None, **options):
     """How many samples ``iter_samples(source, limit)`` yields, without reading pixels."""
-    return len(_entries(source, limit))
+    return len(_entries(source, limit, **options))
 
 
-def iter_samples(source, limit=None):
-    """Samples of ``source`` (see the module docstring), at most ``limit`` of them."""
-    for entry in _entries(source, limit):
+def iter_samples(source, limit=None, *, sample_seed=None, reader_options=None):
+    """Samples of ``source`` (see the module docstring), at most ``limit`` of them.
+
+    ``sample_seed``: for a dataset split, draw the ``limit`` samples spread over the split
+    (``spread_indices``) instead of taking the first ones. ``reader_options``: the dataset
+    reader's options (for example ADE20K's ``reduce_zero_label``).
+    """
+    for entry in _entries(source, limit, sample_seed=sample_seed, reader_options=reader_options):
         yield entry() if callable(entry) else entry
 
 
-def load_samples(source, limit=None):
-    return list(iter_samples(source, limit))
+def load_samples(source, limit=None, **options):
+    return list(iter_samples(source, limit, **options))
 
 
-def _entries(source, limit):
+def _entries(source, limit, sample_seed=None, reader_options=None):
     """Samples or zero-argument readers of samples, so that counting needs no pixels."""
     split = parse_dataset_split(source)
     if split is not None:
-        dataset, name, count = split
-        limits = [n for n in (limit, count) if n is not None]
-        return _dataset_entries(dataset, name, min(limits) if limits else None)
+        limits = [n for n in (limit, split.count) if n is not None]
+        return _dataset_entries(split, min(limits) if limits else None, sample_seed, reader_options)
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
             raise FileNotFoundError(
                 f"image source {str(source)!r} does not exist (expected an image file, a folder of images, "
-                f"or a dataset split such as 'camvid:val')"
+                f"or a dataset split such as 'camvid:val', 'voc:val' or 'folder:PATH')"
             )
         if path.is_dir():
             files = image_files(path)[:limit]
@@ -124,13 +181,20 @@ def _array_images(source):
     )
 
 
-def _dataset_entries(dataset, split, limit):
-    from tfseg.data import camvid
+def _dataset_entries(split, limit, sample_seed, reader_options):
+    from tfseg.data import read_pair
 
-    pairs = camvid.split_files(split)[:limit]
+    dataset = split.open(reader_options)
+    name = split.split or next(iter(dataset.splits))
+    pairs = dataset.files(name)
+    if limit is not None and sample_seed is not None:
+        pairs = [pairs[i] for i in spread_indices(len(pairs), limit, sample_seed)]
+    else:
+        pairs = pairs[:limit]
 
     def read(image_path, label_path):
-        return Sample(Path(image_path).stem, read_image(image_path), camvid.read_label(label_path), camvid.IGNORE_LABEL)
+        image, label = read_pair(image_path, label_path, dataset)
+        return Sample(Path(image_path).stem, image, label, dataset.ignore_label)
 
     return [lambda i=i, lab=lab: read(i, lab) for i, lab in pairs]
 
@@ -142,7 +206,7 @@ def read_image(path):
     return read(path)
 
 
-def describe(source, limit=None):
+def describe(source, limit=None, sample_seed=None):
     """A short text for reports: where the samples came from."""
     if isinstance(source, (str, Path)):
         text = str(source)
@@ -150,11 +214,15 @@ def describe(source, limit=None):
         text = f"array {source.shape}"
     else:
         text = f"{len(source)} arrays"
-    return text if limit is None else f"{text} (first {limit})"
+    if limit is None:
+        return text
+    if sample_seed is not None and parse_dataset_split(source) is not None:
+        return f"{text} ({limit} spread over the split, seed {sample_seed})"
+    return f"{text} (first {limit})"
 
 
-def video_frames(path, limit=None):
-    """Frames of a video file as samples named ``<stem>_<frame:06d>``; a video that cannot be opened raises."""
+def open_video(path):
+    """An opened ``cv2.VideoCapture`` of ``path``; a missing file or one OpenCV cannot open raises naming it."""
     import cv2
 
     path = Path(path)
@@ -163,6 +231,15 @@ def video_frames(path, limit=None):
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         raise ValueError(f"cannot open video {path}: not a video file, or a codec OpenCV lacks")
+    return capture
+
+
+def video_frames(path, limit=None):
+    """Frames of a video file as samples named ``<stem>_<frame:06d>``; a video that cannot be opened raises."""
+    import cv2
+
+    path = Path(path)
+    capture = open_video(path)
     try:
         index = 0
         while limit is None or index < limit:

@@ -1,4 +1,4 @@
-"""An evaluation's report folder: ``metrics.json``, the confusion-matrix picture, colour overlays."""
+"""An evaluation's report folder: ``metrics.json``, the confusion-matrix pictures, colour overlays."""
 
 from __future__ import annotations
 
@@ -6,26 +6,19 @@ import json
 from pathlib import Path
 
 import numpy as np
-import tensorflow as tf
 
 from tfseg.visualize import confusion_chart, overlay, write_rgb
 
 
-def write_overlays(model, source, out_dir, count=4, crf=None, **inference):
-    """``overlay_<k>.png``: image | truth | prediction for the first ``count`` examples."""
-    from tfseg.training.evaluate import apply_crf, probabilities
-
+def write_overlays(predictor, source, out_dir, count=4):
+    """``overlay_<k>.png``: image | truth | prediction for the first ``count`` examples of ``source``."""
     out_dir = Path(out_dir)
     palette = source.dataset.palette
     ignore = source.dataset.ignore_label
     paths = []
     for k in range(min(count, len(source))):
         image, label = source[k]
-        batch = tf.convert_to_tensor(image[None].astype(np.float32))
-        probs = probabilities(model, batch, **inference)
-        if crf is not None:
-            probs = apply_crf(batch, probs, crf)
-        predicted = tf.argmax(probs, axis=-1)[0].numpy()
+        predicted, _ = predictor(image)
         row = np.concatenate(
             [image, overlay(image, label, palette, ignore_label=ignore), overlay(image, predicted, palette)], axis=1
         )

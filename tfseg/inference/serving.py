@@ -6,8 +6,8 @@ as an ``ImagePreprocessing`` layer) and an optional dense CRF, and computes
     pixels (uint8 [B, H, W, 3]) -> float32 -> model -> [DenseCRF(pixels, logits)] ->
     {"labels": argmax (int32 [B, H, W]), "probabilities": softmax (float32 [B, H, W, C])}
 
-SavedModel, TFLite and ``tfseg.predict`` all run this one function, so pre- and post-processing
-are the same everywhere.
+SavedModel and TFLite files hold this function, and the parity reference runs it, so pre- and
+post-processing are the same in every file; ``tfseg.inference.modes`` feeds any of them.
 """
 
 from __future__ import annotations

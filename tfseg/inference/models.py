@@ -1,0 +1,59 @@
+"""What a model argument names: a ``keras.Model``, a ``.keras`` file, a zoo name (``zoo:NAME`` or NAME),
+a SavedModel folder or a ``.tflite`` file; loading the Keras ones with their metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tfseg.inference.metadata import attach, read_keras_info
+
+ZOO_PREFIX = "zoo:"
+
+
+def zoo_name(model):
+    """The zoo name ``model`` means (``zoo:NAME`` or a card's name that is not a path), else None."""
+    if not isinstance(model, (str, Path)) or Path(model).exists():
+        return None
+    from tfseg import zoo
+
+    name = str(model).removeprefix(ZOO_PREFIX)
+    return name if name in zoo.list() else None
+
+
+def load_keras_model(path):
+    """A ``.keras`` file as a ``keras.Model``, with the ``ModelInfo`` saved in it attached."""
+    import keras
+
+    import tfseg  # noqa: F401  (registers tfseg's layers for deserialisation)
+
+    try:
+        model = keras.saving.load_model(str(path), compile=False)
+    except Exception as error:  # Keras raises many kinds here (bad zip, unknown layer, config errors)
+        raise ValueError(f"cannot load Keras model {path}: {type(error).__name__}: {error}") from error
+    return attach(model, read_keras_info(path))
+
+
+def load_zoo_model(name):
+    """The zoo model ``name`` with its pretrained weights and the card's metadata."""
+    from tfseg import zoo
+
+    return zoo.load(name)
+
+
+def as_keras_model(model):
+    """``model`` itself, or the Keras model a ``.keras`` file or a zoo name holds (clear error otherwise)."""
+    import keras
+
+    if isinstance(model, keras.Model):
+        return model
+    if isinstance(model, (str, Path)):
+        name = zoo_name(model)
+        if name is not None:
+            return load_zoo_model(name)
+        path = Path(model)
+        if not path.is_file():
+            raise FileNotFoundError(f"model file {path} does not exist (and it is not a zoo name: see tfseg zoo list)")
+        if path.suffix.lower() != ".keras":
+            raise ValueError(f"model file {path}: expected a .keras file")
+        return load_keras_model(path)
+    raise TypeError(f"model must be a keras.Model, a .keras path or a zoo name; got {type(model).__name__}")
