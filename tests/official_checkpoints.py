@@ -3,7 +3,7 @@
 Names and shapes are enumerated here from the official architecture definitions in
 github.com/tensorflow/models (``research/deeplab/core/xception.py`` ``xception_65``;
 ``research/deeplab/model.py`` ASPP, decoder and logits; ``research/slim/nets/mobilenet/mobilenet_v2.py``
-``V2_DEF`` and ``conv_blocks.py`` ``expanded_conv``), not from ``tfseg.zoo.official``, so that the
+``V2_DEF`` and ``conv_blocks.py`` ``expanded_conv``), not from ``tfseg.backbones.official``, so that the
 converter is checked against an independent account. ``expected_tfseg_weight`` is this file's own
 idea of which tfseg weight each official variable belongs to. The files are TF1-style name-based
 checkpoints (raw ``SaveV2``), which is what ``tf.train.load_checkpoint`` reads.

@@ -1,4 +1,4 @@
-"""tfseg.zoo.official: official DeepLab checkpoints into tfseg models, every tensor checked.
+"""tfseg.backbones.official: official DeepLab checkpoints into tfseg models, every tensor checked.
 
 The checkpoints are written by ``official_checkpoints`` from the official architecture, with
 names and shapes enumerated there independently of the converter; the expected placement of
@@ -22,7 +22,7 @@ import tfseg
 from tfseg.backbones import build_backbone
 from tfseg.backbones import weights as W
 from tfseg.backbones.xception import xception65
-from tfseg.zoo import official
+from tfseg.backbones import official
 
 DECOYS = ("/Momentum", "/ExponentialMovingAverage", "global_step")
 XCEPTION65_VOC_PARAMETERS = 41_258_213  # model.count_params(); the paper's "41.26M"
@@ -222,6 +222,25 @@ def check_fails_untouched(model, prefix, *fragments):
     for weight, value in zip(model.weights, before):
         np.testing.assert_array_equal(weight.numpy(), value)
     return message
+
+
+def test_any_optimizer_slot_under_a_mapped_variable_is_ignored_and_reported(tmp_path, mobilenet_voc, caplog):
+    """RMSProp keeps two slots per variable (``/RMSProp``, ``/RMSProp_1``), as the ImageNet Xception-65 tarball's
+    size suggests; slots of a variable the model does not have are still refused."""
+    _, tensors = mobilenet_voc
+    slots = {f"{name}/{slot}": np.zeros_like(value) for name, value in tensors.items() for slot in ("RMSProp", "RMSProp_1")}
+    prefix = rewritten(tmp_path, tensors, add=slots)
+    model = mobilenet_v2_voc_model()
+    with caplog.at_level("INFO", logger="tfseg.backbones.official"):
+        report = official.load_official_checkpoint(model, prefix)
+    assert sorted(report.ignored) == sorted(slots) and report.assigned == len(tensors)
+    assert f"{len(slots)} slots or shadows of mapped variables ['RMSProp', 'RMSProp_1']" in caplog.text
+    expected = mobilenet_v2_voc_model()
+    oc.set_expected_weights(expected, tensors)
+    assert_same_weights(model, expected)
+    orphan = rewritten(tmp_path / "orphan", tensors, add={"aspp1_depthwise/depthwise_weights/RMSProp": np.zeros(3, np.float32)})
+    check_fails_untouched(mobilenet_v2_voc_model(), orphan, "1 checkpoint variables the model has no weight for",
+                          "aspp1_depthwise/depthwise_weights/RMSProp (3,)")
 
 
 def test_missing_variables_are_named_with_their_tfseg_weights(tmp_path, mobilenet_voc):

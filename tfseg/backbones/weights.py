@@ -16,7 +16,7 @@ publishes no hash for the MobileNetV2 files (``mobilenet_v2.py`` calls ``get_fil
 
 Xception-65 has no keras.applications file: its ImageNet weights are the official DeepLab
 checkpoint tarball (``research/deeplab/g3doc/model_zoo.md``, ``xception_65_imagenet``), converted
-by ``tfseg.zoo.official`` (every tensor used once, shapes checked, the 1001-class classifier
+by ``tfseg.backbones.official`` (every tensor used once, shapes checked, the 1001-class classifier
 ignored). The model zoo publishes no checksum for it either. The conversion runs once per
 tarball: the converted weights are cached in the cache folder (where the download goes) as
 ``<tarball>.<sha256 prefix>.converted.npz``.
@@ -61,7 +61,7 @@ class WeightsFile:
     optional_layers: tuple[str, ...] = ()
     optional_reason: str = ""
     # "keras_h5": a legacy keras.applications HDF5 file; "official_deeplab_tarball": an official
-    # DeepLab checkpoint tarball, converted by tfseg.zoo.official.
+    # DeepLab checkpoint tarball, converted by tfseg.backbones.official.
     format: str = "keras_h5"
 
 
@@ -515,11 +515,11 @@ def load_official_tarball(model, tarball, cache_dir=None):
     """Load an official DeepLab backbone checkpoint tarball (e.g. Xception-65 ImageNet) into ``model``.
 
     ``model`` is the backbone, or a model holding it (the nested tfseg Xception / MobileNetV2 gets
-    the weights); converted once and cached in the cache folder (``tfseg.zoo.official.load_tarball``).
+    the weights); converted once and cached in the cache folder (``tfseg.backbones.official.load_tarball``).
     Returns the backbone's layer names that got weights.
     """
-    # Imported here: tfseg.zoo.official imports this module.
-    from tfseg.zoo import official
+    # Imported here: tfseg.backbones.official imports this module.
+    from tfseg.backbones import official
 
     backbone = official.official_backbone(model)
     official.load_tarball(backbone, tarball, default_cache_dir(cache_dir))

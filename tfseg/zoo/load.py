@@ -4,7 +4,9 @@ As ``keras.applications`` and keras-hub's ``from_preset``: the card names the bu
 options, the weights come from the card's folder (sha256 checked) or from the card's URL through
 the Keras cache; official DeepLab checkpoints are converted once and the converted weights kept
 in the cache beside the download. ``num_classes`` other than the card's gives the same model
-with a new classifier and every other weight kept: the fine-tuning path.
+with a new classifier and every other weight kept: the fine-tuning path. The model carries the
+card's ``ModelInfo`` (classes, palette, input protocol: ``tfseg.inference.metadata``), which
+``tfseg.predict``, ``tfseg eval`` and the exports follow.
 """
 
 from __future__ import annotations
@@ -54,14 +56,17 @@ def load(name, *, weights="pretrained", num_classes=None, input_shape=(None, Non
             _load_pretrained(model, zoo_card, weights_hash, allow_unverified, cache_dir)
         else:
             _load_local(model, zoo_card, Path(weights))
+    from tfseg.inference.metadata import ModelInfo, attach
+
+    info = ModelInfo.from_card(zoo_card)
     if num_classes is None or int(num_classes) == zoo_card.num_classes:
-        return model
+        return attach(model, info)
     from tfseg.zoo.transfer import transfer_weights
 
     target = build_model(zoo_card.builder, int(num_classes), input_shape, **zoo_card.options)
     replaced = transfer_weights(model, target)
     logger.info("%s: new classifier for %d classes in layers %s", name, num_classes, replaced)
-    return target
+    return attach(target, ModelInfo(protocol=info.protocol, source=info.source))  # the classes are the caller's
 
 
 def _load_pretrained(model, zoo_card, weights_hash, allow_unverified, cache_dir):
@@ -99,7 +104,7 @@ def load_official(model, path, backbone_only=False):
     ``backbone_only``: an ImageNet backbone checkpoint, loaded into the model's backbone (the rest
     keeps its initialisation).
     """
-    from tfseg.zoo.official import find_checkpoint, load_official_checkpoint, load_tarball, official_backbone
+    from tfseg.backbones.official import find_checkpoint, load_official_checkpoint, load_tarball, official_backbone
 
     path = Path(path)
     if backbone_only:

@@ -28,16 +28,22 @@ The official MobileNetV2 models (VOC, Cityscapes) have image pooling + ``aspp0``
 decoder (``model_zoo.md``; ``atrous_rates`` and ``decoder_output_stride`` unset): that is
 ``deeplab_v3plus(..., backbone="mobilenet_v2", atrous_rates=(), decoder=False)``, its defaults.
 
-Checkpoint entries ignored on purpose, and only these: optimizer slots (``.../Momentum``,
-``.../Adam``, ``.../Adam_1``), ``.../ExponentialMovingAverage`` shadows, ``global_step``, and,
-when the model is a bare Xception backbone, the ImageNet classifier ``xception_*/logits/*``.
+Checkpoint entries ignored on purpose, and only these: whatever sits under a mapped variable's
+name (``<variable>/<slot>``: the optimizer slots of any optimizer, ``/Momentum``, ``/Adam`` and
+``/Adam_1``, ``/RMSProp`` and ``/RMSProp_1``, and ``/ExponentialMovingAverage`` shadows),
+``global_step``, and, when the model is a bare Xception backbone, the ImageNet classifier
+``xception_*/logits/*`` with its slots. They are listed in the ``ConversionReport`` and logged.
 Everything else maps one to one: each checkpoint variable to one tfseg weight of the same shape
 and each tfseg weight from one checkpoint variable; anything else is an error listing every name.
+
+This module belongs to the backbones (their official checkpoints, e.g. the ImageNet Xception-65
+that ``backbone_weights="imagenet"`` loads); ``tfseg.zoo`` uses it for the official cards.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import tarfile
@@ -48,8 +54,8 @@ import numpy as np
 from tfseg.backbones.weights import WeightsMismatchError
 
 MAX_LISTED = 100  # names listed per kind of problem
-IGNORED_SUFFIXES = ("/Momentum", "/Adam", "/Adam_1", "/ExponentialMovingAverage")
 IGNORED_NAMES = ("global_step",)
+logger = logging.getLogger(__name__)
 
 # (tfseg layer name pattern, official scope template filled with the pattern's groups), per part.
 XCEPTION_RULES = (
@@ -215,8 +221,11 @@ def _listed(names):
     return "[" + ", ".join(shown) + "]" + more
 
 
-def _ignored(name, classifier_scope):
-    return (name in IGNORED_NAMES or name.endswith(IGNORED_SUFFIXES)
+def _ignored(name, mapped, classifier_scope):
+    """Slots and shadows of a mapped variable (``<variable>/<anything>``), the global step, a bare
+    backbone's ImageNet classifier."""
+    owner = name.rsplit("/", 1)[0]
+    return (name in IGNORED_NAMES or (owner != name and owner in mapped)
             or (classifier_scope is not None and name.startswith(classifier_scope)))
 
 
@@ -273,8 +282,8 @@ def load_official_checkpoint(model, checkpoint_path):
     paths = {official: path for official, path, _ in _tfseg_weights(model)}
     reader, source = _open(checkpoint_path)
     shapes = {name: tuple(shape) for name, shape in reader.get_variable_to_shape_map().items()}
-    ignored = sorted(name for name in shapes if _ignored(name, classifier))
-    used = {name: shape for name, shape in shapes.items() if not _ignored(name, classifier)}
+    ignored = sorted(name for name in shapes if _ignored(name, mapping, classifier))
+    used = {name: shape for name, shape in shapes.items() if name not in set(ignored)}
 
     missing = sorted(set(mapping) - set(used))
     unknown = sorted(set(used) - set(mapping))
@@ -297,7 +306,13 @@ def load_official_checkpoint(model, checkpoint_path):
         value = np.asarray(reader.get_tensor(name))
         variable.assign(value.astype(variable.dtype))
         parameters += value.size
-    return ConversionReport(source, len(mapping), parameters, tuple(ignored))
+    report = ConversionReport(source, len(mapping), parameters, tuple(ignored))
+    under_mapped = [name for name in ignored if name.rsplit("/", 1)[0] in mapping]
+    slots = sorted({name.rsplit("/", 1)[1] for name in under_mapped})
+    others = sorted(set(ignored) - set(under_mapped))
+    logger.info("%s: %d slots or shadows of mapped variables %s, and %s", report, len(under_mapped), slots,
+                _listed(others))
+    return report
 
 
 def save_official_weights(model, path):
