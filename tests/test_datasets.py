@@ -235,6 +235,11 @@ def test_ade20k_zero_is_ignored_and_classes_shift_down(tmp_path):
     assert sorted(ds.splits) == ["train", "val"] and len(ds.files("train")) == 2
     label = read_pair(*ds.files("val")[1], ds)[1]
     np.testing.assert_array_equal(label, [[255, 0, 1, 12], [149, 148, 255, 0]])
+    # The official DeepLab numbering (data_generator.py: 151 classes, ignore label 0), as the official card's model.
+    official = open_dataset("ade20k", tmp_path, reduce_zero_label=False)
+    assert official.num_classes == 151 and official.ignore_label == 0 and official.class_names[:2] == ("other", "wall")
+    assert tuple(official.palette[0]) == (0, 0, 0) and tuple(official.palette[1]) == tuple(ds.palette[0])
+    np.testing.assert_array_equal(read_pair(*official.files("val")[1], official)[1], stored)
     (root / "annotations" / "validation" / "ADE_val_00000002.png").unlink()
     with pytest.raises(FileNotFoundError, match="ADE_val_00000002.png"):
         open_dataset("ade20k", root)

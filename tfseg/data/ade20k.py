@@ -5,8 +5,16 @@ Layout (``root`` is ``ADEChallengeData2016`` or the folder holding it)::
     images/training/ADE_train_<n>.jpg          annotations/training/ADE_train_<n>.png
     images/validation/ADE_val_<n>.jpg          annotations/validation/ADE_val_<n>.png
 
-Annotations store 0 = "other objects" (not evaluated) and k = class k of ``objectInfo150``;
-``label_lut`` maps 0 -> 255 (ignored) and k -> k - 1. Splits are named train and val.
+Annotations store 0 = "other objects" (not evaluated) and k = class k of ``objectInfo150``. Two
+numberings (``reduce_zero_label``, mmsegmentation's name for the choice):
+
+- ``True`` (default): 150 classes, ``label_lut`` maps 0 -> 255 (ignored) and k -> k - 1;
+- ``False``: the official DeepLab numbering (``research/deeplab/datasets/data_generator.py``:
+  151 classes, ignore label 0): class 0 is "other", k stays k, and pixels labelled 0 are not
+  evaluated; a model predicting channel 0 is counted wrong there, as in the official evaluation.
+  The official ADE20K zoo card's model predicts these 151 channels.
+
+Splits are named train and val.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from tfseg.data.layout import check_pairs, files_by_stem, require_dir, resolve_r
 
 ENV_VAR = "TFSEG_ADE20K_DIR"
 IGNORE_LABEL = 255
+OTHER = "other"  # stored label 0: class 0 in the official numbering, ignored
 SPLITS = {"train": "training", "val": "validation"}
 
 # The first name of each class in the benchmark's objectInfo150 (class k + 1 is stored as k + 1).
@@ -72,8 +81,13 @@ PALETTE = np.array([
 ], np.uint8)
 
 
-def label_lut():
-    """uint8 [256]: stored 0 -> 255 (ignored), k -> k - 1 for k = 1..150, anything larger -> 255."""
+def label_lut(reduce_zero_label=True):
+    """uint8 [256]: stored 0 -> 255 (ignored), k -> k - 1 for k = 1..150, anything larger -> 255; or, without
+    ``reduce_zero_label``, k -> k for k = 0..150 and anything larger -> 0 (ignored there)."""
+    if not reduce_zero_label:
+        lut = np.zeros(256, np.uint8)
+        lut[: len(CLASS_NAMES) + 1] = np.arange(len(CLASS_NAMES) + 1)
+        return lut
     lut = np.full(256, IGNORE_LABEL, np.uint8)
     lut[1 : len(CLASS_NAMES) + 1] = np.arange(len(CLASS_NAMES))
     return lut
@@ -91,8 +105,9 @@ def ade20k_root(root):
     )
 
 
-def open_ade20k(root=None):
-    """ADE20K SceneParsing splits train (20,210 images) and val (2,000)."""
+def open_ade20k(root=None, *, reduce_zero_label=True):
+    """ADE20K SceneParsing splits train (20,210 images) and val (2,000); see the module docstring for
+    ``reduce_zero_label``."""
     root = ade20k_root(resolve_root(root, ENV_VAR, "ade20k"))
     splits = {}
     for split, folder in SPLITS.items():
@@ -101,6 +116,12 @@ def open_ade20k(root=None):
         images = files_by_stem(images_dir, (".jpg", ".jpeg", ".png"), "ade20k")
         pairs = [(image, labels_dir / f"{stem}.png") for stem, image in images.items()]
         splits[split] = check_pairs(pairs, "ade20k", images_dir)
+    if not reduce_zero_label:
+        return SegmentationDataset(
+            name="ade20k", root=root, class_names=(OTHER, *CLASS_NAMES), ignore_label=0,
+            palette=np.concatenate([np.zeros((1, 3), np.uint8), PALETTE]), splits=splits,
+            label_lut=label_lut(reduce_zero_label=False),
+        )
     return SegmentationDataset(
         name="ade20k", root=root, class_names=CLASS_NAMES, ignore_label=IGNORE_LABEL,
         palette=PALETTE.copy(), splits=splits, label_lut=label_lut(),

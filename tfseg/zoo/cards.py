@@ -2,7 +2,8 @@
 
 A card is data, not code (the keras-hub preset and timm pretrained-config idea): the
 ``tfseg.build_model`` name and options, the dataset with its class names and palette, where the
-preprocessing happens, the input size, the weights (a file in the card's folder or a URL, with
+preprocessing happens, the input size, how the model is fed (``protocol``: the official DeepLab
+evaluation pads to a canvas, and resizes ADE20K images first; ``tfseg.inference.protocol``), the weights (a file in the card's folder or a URL, with
 its sha256 and licence), the figures published by the model's authors with their source, the
 figures measured by this project with the command that produced them, and the dense-CRF
 parameters tuned for the model.
@@ -22,7 +23,7 @@ CARD_FILE = "card.yaml"
 WEIGHT_FORMATS = ("keras_weights_h5", "official_deeplab_checkpoint")
 REQUIRED_KEYS = ("name", "title", "builder", "num_classes", "options", "dataset", "classes", "palette",
                  "preprocessing", "input_size", "weights")
-OPTIONAL_KEYS = ("paper", "parameters", "crf", "crf_tuning", "published", "measured", "training", "notes")
+OPTIONAL_KEYS = ("paper", "parameters", "protocol", "crf", "crf_tuning", "published", "measured", "training", "notes")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -86,6 +87,13 @@ class ModelCard:
     def crf(self):
         """Dense-CRF parameters tuned for this model (``tfseg.layers.DenseCRF`` options) or None."""
         return dict(self.data["crf"]) if self.data.get("crf") else None
+
+    @property
+    def protocol(self):
+        """How the model is fed (``tfseg.inference.protocol.InputProtocol``); the whole image when unset."""
+        from tfseg.inference.protocol import InputProtocol
+
+        return InputProtocol.from_dict(self.data.get("protocol"), f"{self.path}: protocol")
 
     @property
     def input_size(self):
@@ -155,6 +163,16 @@ def check_card(data, path):
     if not isinstance(size, list) or len(size) != 2 or any(not isinstance(s, int) or s < 1 for s in size):
         problems.append(f"input_size must be [height, width], got {size!r}")
     problems += _weights_problems(data["weights"], Path(path).parent)
+    if data.get("protocol") is not None:
+        from tfseg.inference.protocol import InputProtocol
+
+        try:
+            InputProtocol.from_dict(data["protocol"])
+        except (TypeError, ValueError) as error:
+            problems.append(str(error))
+    options = (data["dataset"] or {}).get("reader_options") if isinstance(data["dataset"], dict) else None
+    if options is not None and not isinstance(options, dict):
+        problems.append(f"dataset.reader_options must be a mapping of reader options, got {options!r}")
     for section in ("published", "measured"):
         for entry in data.get(section) or ():
             need = ("metric", "value", "source") if section == "published" else ("metric", "value", "command")
