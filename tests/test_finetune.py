@@ -36,16 +36,43 @@ def _compare(tuned, pretrained):
     return changed
 
 
-def test_the_worked_example_trains_the_head_and_keeps_the_frozen_backbone(tmp_path):
-    model, result = _example().main(["--data", str(tmp_path / "synthetic"), "--steps", "3", "--batch-size", "2",
-                                     "--crop", "64", "--val-limit", "4"])
+def test_the_worked_example_trains_the_head_and_keeps_the_frozen_backbone():
+    model, result = _example().main(["--steps", "3", "--batch-size", "2", "--train-images", "4", "--eval-images", "2"])
     pretrained = zoo.load(NAME)
-    assert model.output_shape[-1] == len(result["classes"]) == 6
+    assert model.output_shape[-1] == len(result["classes"]) == 3
+    assert result["eval_split"] == "held-out sequence 0006R0" and result["eval_images"] == 2
     changed = _compare(model, pretrained)
     backbone = set(weighted_layers(find_backbone(model)))
     assert "logits" in changed and any(n.startswith(("aspp", "decoder", "concat_projection")) for n in changed)
     assert not backbone & set(changed), sorted(backbone & set(changed))
-    assert 0.0 <= result["val_mean_iou_after"] <= 1.0
+    for scores in (result["fine_tuned"], result["merged_11_class"]):
+        assert 0.0 <= scores["mean_iou"] <= 1.0 and set(scores["iou"]) == {"drivable", "walkable", "other"}
+
+
+def test_merged_classes_score_the_eleven_class_model_on_the_robot_classes():
+    """Road -> drivable, Pavement -> walkable, the rest -> other: labels and summed probabilities."""
+    import keras
+
+    from tfseg.data import open_dataset
+    from tfseg.data.base import read_label
+    from tfseg.data.remap import class_mapping, merge_classes
+    from tfseg.zoo.finetune import ROBOT_CLASSES, ROBOT_REST, merged_class_model
+
+    camvid = open_dataset("camvid")
+    robot = merge_classes(camvid, ROBOT_CLASSES, rest=ROBOT_REST)
+    assert robot.class_names == ("drivable", "walkable", "other") and robot.ignore_label == camvid.ignore_label
+    _, label_path = camvid.files("val")[0]
+    old, new = read_label(label_path, camvid), read_label(label_path, robot)
+    expected = np.select([old == 3, old == 4, old == 11], [0, 1, 11], default=2)
+    np.testing.assert_array_equal(new, expected)
+
+    inputs = keras.Input((2, 2, 11))
+    merged = merged_class_model(keras.Model(inputs, inputs), class_mapping(camvid.class_names, ROBOT_CLASSES, "other"))
+    logits = np.random.default_rng(0).normal(size=(1, 2, 2, 11)).astype("float32")
+    probabilities = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    summed = np.stack([probabilities[..., 3], probabilities[..., 4],
+                       probabilities.sum(-1) - probabilities[..., 3] - probabilities[..., 4]], -1)
+    np.testing.assert_allclose(np.exp(merged.predict(logits, verbose=0)), summed, rtol=1e-5)
 
 
 def test_tfseg_train_pretrained_takes_the_card_architecture(tmp_path):

@@ -1,19 +1,17 @@
-"""Fine-tune a CamVid zoo model on new classes with plain Keras, then evaluate: the worked example.
+"""Fine-tune the CamVid zoo model to a ground robot's classes with plain Keras: the worked example.
 
-    python tools/finetune_example.py [--zoo camvid_deeplab_v3plus_mobilenet_v2] [--data DIR] [--steps 150]
+    python tools/finetune_example.py [--zoo camvid_deeplab_v3plus_mobilenet_v2] [--steps 60]
 
-1. the new classes: the synthetic shapes set (background + 5 shapes, VOC layout) written to ``--data``;
-2. ``tfseg.zoo.load(name, num_classes=6)``: the CamVid model with a new 6-class classifier, every
-   other weight kept;
-3. freeze the backbone (its batch norms then use their moving statistics): only the ASPP, the
-   decoder and the new classifier learn, which suits a small new dataset;
-4. ``model.fit`` on tfseg's augmented stream (``tfseg.zoo.finetune.fine_tune`` does 2-4) (DeepLab's scale/crop/flip), AdamW, the loss that
-   ignores void pixels;
-5. val mean IoU before (the new head is random) and after.
-
-The same with the command line:
-``tfseg train --pretrained camvid_deeplab_v3plus_mobilenet_v2 --dataset synthetic --data-root DIR
---set dataset_options='{"generate": true}' --freeze-backbone --steps 150 --crop 128x128``.
+1. the robot's classes: ``drivable`` (CamVid's Road), ``walkable`` (Pavement) and ``other``
+   (obstacles, sky, buildings: every other class), by ``tfseg.data.remap.merge_classes``;
+2. a few CamVid train frames to learn from, and frames of sequence 0006R0, which the zoo model
+   never trained on, to score on (``tfseg.zoo.finetune.robot_dataset``);
+3. ``tfseg.zoo.load(name, num_classes=3)``: the CamVid model with a new 3-class classifier, every
+   other weight kept; the backbone frozen (its batch norms use their moving statistics), so only the
+   ASPP, the decoder and the new classifier learn: ``model.fit`` on tfseg's augmented stream, AdamW,
+   the loss that ignores void (``tfseg.zoo.finetune.fine_tune``);
+4. the fine-tuned model's mean IoU on the held-out frames, beside the 11-class model's predictions
+   merged into the same three classes (probabilities summed per class).
 """
 
 from __future__ import annotations
@@ -29,27 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", default="camvid_deeplab_v3plus_mobilenet_v2")
-    parser.add_argument("--data", default="runs/synthetic", help="folder for the synthetic set (written once)")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--crop", type=int, default=128)
-    parser.add_argument("--val-limit", type=int, default=None)
+    parser.add_argument("--train-images", type=int, default=16)
+    parser.add_argument("--eval-images", type=int, default=12)
     args = parser.parse_args(argv)
 
-    from tfseg import zoo
-    from tfseg.data import open_dataset
-    from tfseg.data.pipeline import ExampleSource
-    from tfseg.training.evaluate import evaluate_source
-    from tfseg.zoo.finetune import fine_tune
+    from tfseg.zoo.finetune import robot_dataset, robot_fine_tuning
 
-    dataset = open_dataset("synthetic", args.data, generate=True)
-    val = ExampleSource(dataset, "val", limit=args.val_limit).load_all()
-    before = evaluate_source(zoo.load(args.zoo, num_classes=dataset.num_classes), val, batch_size=8)
-    model = fine_tune(args.zoo, dataset, steps=args.steps, batch_size=args.batch_size, crop_size=(args.crop, args.crop))
-    after = evaluate_source(model, val, batch_size=8)
-    print(after.table())
-    result = {"zoo": args.zoo, "classes": list(dataset.class_names), "steps": args.steps,
-              "val_mean_iou_before": before.scores["mean_iou"], "val_mean_iou_after": after.scores["mean_iou"]}
+    dataset = robot_dataset(train_images=args.train_images, eval_images=args.eval_images)
+    model, result = robot_fine_tuning(args.zoo, args.steps, dataset=dataset, batch_size=args.batch_size)
+    for name in dataset.class_names:
+        print(f"{name:10s} fine-tuned {100 * result['fine_tuned']['iou'][name]:6.2f}   "
+              f"11-class merged {100 * result['merged_11_class']['iou'][name]:6.2f}")
+    print(f"mean IoU on {result['eval_images']} frames of the {result['eval_split']}: fine-tuned "
+          f"{100 * result['fine_tuned']['mean_iou']:.2f}, 11-class predictions merged "
+          f"{100 * result['merged_11_class']['mean_iou']:.2f}")
     print(json.dumps(result))
     return model, result
 
