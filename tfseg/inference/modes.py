@@ -158,7 +158,8 @@ def sliding_window_probabilities(logits_fn, images, window, num_classes, stride=
         crop = tf.ensure_shape(padded[:, y : y + window[0], x : x + window[1]], [None, *window, 3])
         probabilities = tf.nn.softmax(tf.cast(logits_fn(crop), tf.float32))
         paddings = [[0, 0], [y, padded_h - y - window[0]], [x, padded_w - x - window[1]], [0, 0]]
-        return i + 1, total + tf.pad(probabilities, paddings), counts + tf.pad(tf.ones_like(probabilities[..., :1]), paddings)
+        covered = tf.pad(tf.ones_like(probabilities[..., :1]), paddings)
+        return i + 1, total + tf.pad(probabilities, paddings), counts + covered
 
     batch = tf.shape(images)[0]
     total = tf.zeros([batch, padded_h, padded_w, num_classes])
@@ -176,6 +177,8 @@ def probabilities(logits_fn, images, num_classes, options=None, protocol=WHOLE_I
     """
     options = options or InferenceOptions()
     protocol = options.protocol or protocol
+    if fixed_size is not None and tuple(images.shape[1:3]) == tuple(fixed_size):
+        fixed_size = None  # the image is the graph's size: nothing to stretch
     size = tf.shape(images)[1:3]
     plain = options.window is None and options.scales == (1.0,) and not options.flip
     if plain and protocol.is_whole_image and fixed_size is None:

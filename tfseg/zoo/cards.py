@@ -3,10 +3,10 @@
 A card is data, not code (the keras-hub preset and timm pretrained-config idea): the
 ``tfseg.build_model`` name and options, the dataset with its class names and palette, where the
 preprocessing happens, the input size, how the model is fed (``protocol``: the official DeepLab
-evaluation pads to a canvas, and resizes ADE20K images first; ``tfseg.inference.protocol``), the weights (a file in the card's folder or a URL, with
-its sha256 and licence), the figures published by the model's authors with their source, the
-figures measured by this project with the command that produced them, and the dense-CRF
-parameters tuned for the model.
+evaluation pads to a canvas, and resizes ADE20K images first; ``tfseg.inference.protocol``), the
+weights (a file in the card's folder or a URL, with its sha256 and licence), the figures published
+by the model's authors with their source, the figures measured by this project with the command
+that produced them, and the dense-CRF parameters tuned for the model.
 
 The zoo folder is ``$TFSEG_ZOO_DIR`` or the ``zoo/`` folder beside the ``tfseg`` package.
 """
