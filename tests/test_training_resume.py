@@ -204,6 +204,12 @@ def test_train_says_what_it_trains_counts_run_steps_and_names_its_files(syntheti
     assert "6 steps of batch 4" in out and "strategy: default (1 replica)" in out
     assert "step 6/6" in out and "/4 " not in out, "progress counts the run's steps, not the epoch's"
     assert "final model on synthetic:val" in out and "best.keras" in out and "wrote in" in out
+    from tfseg.data import open_dataset
+    from tfseg.inference.metadata import read_keras_info
+
+    for saved in ("model.keras", "best.keras"):
+        info = read_keras_info(tmp_path / "run" / saved)
+        assert info.class_names == open_dataset("synthetic", synthetic_root).class_names and len(info.palette) == 6
     best = json.loads((tmp_path / "run" / "best.json").read_text())
     logged = [r for r in run_log(tmp_path / "run") if "val_mean_iou" in r]
     assert best["mean_iou"] == max(r["val_mean_iou"] for r in logged) and (tmp_path / "run" / "best.keras").is_file()

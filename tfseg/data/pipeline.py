@@ -111,27 +111,6 @@ def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, sca
     return stream.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
-def evaluation_batches(source, batch_size=1, *, pad_value=MEAN_PIXEL[0]):
-    """Every example once, in order, ``(image float32, label int32)``; the last batch may be partial.
-
-    Images of different sizes in one batch are padded bottom/right (image with ``pad_value``,
-    label with the ignore label, so padding counts nowhere).
-    """
-    ignore = source.dataset.ignore_label
-
-    def load(index):
-        image, label = source.lookup(index)
-        return tf.cast(image, tf.float32), tf.cast(label, tf.int32)
-
-    indices = tf.data.Dataset.range(len(source))
-    examples = indices.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    batches = examples.padded_batch(
-        batch_size, padded_shapes=([None, None, 3], [None, None]),
-        padding_values=(tf.constant(pad_value, tf.float32), tf.constant(ignore, tf.int32)),
-    )
-    return batches.prefetch(tf.data.AUTOTUNE)
-
-
 def dataset_mean_pixel(source, limit=64):
     """Mean RGB of the first ``limit`` examples (what DeepLab pads with when it is not ImageNet's)."""
     images = [source[i][0].reshape(-1, 3) for i in range(min(limit, len(source)))]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 
+from tfseg.inference.metadata import save_keras_model
 from tfseg.training.strategy import is_chief
 
 BEST_MODEL = "best.keras"
@@ -75,8 +76,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     model as ``best.keras`` beside the last checkpoint.
     """
 
-    def __init__(self, evaluate, run_checkpoint, out_dir, every_steps, split_name):
+    def __init__(self, evaluate, run_checkpoint, out_dir, every_steps, split_name, info=None):
         super().__init__()
+        self.info = info
         self.evaluate = evaluate
         self.run_checkpoint = run_checkpoint
         self.out_dir = Path(out_dir)
@@ -99,7 +101,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         append_log(self.out_dir, {"step": step, **{f"val_{k}": v for k, v in scores.items()}})
         if scores["mean_iou"] > self.best:
             self.best = scores["mean_iou"]
-            self.model.save(self.out_dir / BEST_MODEL)
+            save_keras_model(self.model, self.out_dir / BEST_MODEL, self.info)
             (self.out_dir / "best.json").write_text(json.dumps({"step": step, "mean_iou": self.best,
                                                                 "split": self.split_name}))
             line += " (best so far: saved best.keras)"

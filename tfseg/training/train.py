@@ -20,6 +20,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfseg.inference.metadata import ModelInfo, info_of, save_keras_model
 from tfseg.training.callbacks import BEST_MODEL, PeriodicEvaluation, RunProgress, append_log
 from tfseg.training.checkpoint import RunCheckpoint, StepCheckpoint, check_resumable, remove_checkpoints
 from tfseg.training.config import TrainConfig, load_config
@@ -77,7 +78,7 @@ def train(config=None, *, callbacks=(), restart=False, extend=False, **overrides
     Resumes from the newest checkpoint in ``<out_dir>/checkpoints`` when there is one and the
     configuration is the run's (a changed key is refused, naming it); ``restart=True`` deletes the
     checkpoints and starts over, ``extend=True`` continues a run whose ``steps``/``epochs`` grew.
-    Writes ``<out_dir>/model.keras``, ``config.json``, TensorBoard logs in ``<out_dir>/logs``, with a
+    Writes ``<out_dir>/model.keras`` (with the dataset's classes and palette inside), ``config.json``, TensorBoard logs in ``<out_dir>/logs``, with a
     validation split ``metrics.json`` and, with periodic evaluation, ``best.keras``. The global
     mixed-precision policy is left as it was. Returns ``(model, history)``.
     """
@@ -125,6 +126,8 @@ def _train(run, extra_callbacks):
         state = RunCheckpoint(model, optimizer, run.out_dir)
         restored = state.restore() if run.start != "restart" else None
     start_step = state.batches_consumed
+    info = ModelInfo.from_dataset(run.dataset, config.dataset_options, source="tfseg train",
+                                  protocol=(info_of(model) or ModelInfo()).protocol)
     if chief and config.verbose:
         _describe_start(run, model, strategy)
     if chief and restored:
@@ -145,7 +148,7 @@ def _train(run, extra_callbacks):
         if run.val_source is not None and config.eval_every_epochs:
             all_callbacks.append(PeriodicEvaluation(
                 lambda m: _evaluate(m, run.val_source, config), state, run.out_dir,
-                config.eval_every_epochs * run.steps_per_epoch, run.split_name(config.val_split),
+                config.eval_every_epochs * run.steps_per_epoch, run.split_name(config.val_split), info,
             ))
         all_callbacks.extend(extra_callbacks)
         initial_epoch = start_step // run.steps_per_epoch
@@ -178,7 +181,7 @@ def _train(run, extra_callbacks):
     state.remove_scratch()
 
     if chief:
-        model.save(run.out_dir / "model.keras")
+        save_keras_model(model, run.out_dir / "model.keras", info)
         written = ["model.keras", "config.json", "checkpoints/", "logs/", "train_log.jsonl"]
         if run.val_source is not None:
             result = _evaluate(model, run.val_source, config)
