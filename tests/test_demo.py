@@ -25,7 +25,13 @@ def test_demo_writes_the_report(tmp_path):
             assert (out / f"{stem}{suffix}").is_file(), stem + suffix
     assert metrics["tflite"]["pixel_agreement_with_keras"] >= 99.9
     assert (out / "model.tflite").is_file() and (out / "model.tflite.parity.json").is_file()
-    assert metrics["fine_tune"]["steps"] == 3 and len(metrics["fine_tune"]["classes"]) == 6
-    assert 0.0 <= metrics["fine_tune"]["val_mean_iou"] <= 1.0
+    tuned = metrics["fine_tune"]
+    assert tuned["steps"] == 3 and tuned["classes"] == ["drivable", "walkable", "other"]
+    assert tuned["eval_split"] == "held-out sequence 0006R0"
+    for scores in (tuned["fine_tuned"], tuned["merged_11_class"]):
+        assert 0.0 <= scores["mean_iou"] <= 1.0
+    assert tuned["merged_11_class"]["mean_iou"] > 0.5, "the 11-class model knows roads and pavements"
+    assert (out / "robot.tflite").is_file() and tuned["tflite"]["pixel_agreement_with_keras"] >= 99.0
+    assert "fine-tuned" in result.stdout and "predictions merged" in result.stdout
     assert metrics["card"]["val_mean_iou"] > 40
     assert "oneDNN custom operations" not in result.stderr and "cpu_feature_guard" not in result.stderr

@@ -170,3 +170,29 @@ def test_imagenet_mobilenet_v2_pinned_by_hash(mobilenet_cache):
 def test_weight_options_without_weights_are_refused(option):
     with pytest.raises(ValueError, match="only apply when weights are loaded"):
         tfseg.build_model("deeplab_v3plus", 3, backbone="mobilenet_v2", **option)
+
+
+def test_unet_input_stride_runs_the_network_on_the_pooled_input_and_upsamples_its_logits():
+    import tensorflow as tf
+
+    strided = tfseg.build_model("unet", 5, base_filters=4, depth=2, input_stride=2)
+    plain = tfseg.build_model("unet", 5, base_filters=4, depth=2)
+    assert strided.count_params() == plain.count_params()
+    strided.set_weights(plain.get_weights())
+    image = np.random.default_rng(0).uniform(0, 255, (1, 64, 96, 3)).astype("float32")
+    half = tf.nn.avg_pool2d(image, 2, 2, "VALID")
+    expected = tf.image.resize(plain(half), (64, 96), "bilinear")
+    np.testing.assert_allclose(strided(image), expected, atol=1e-5)
+    assert strided(np.zeros((1, 97, 131, 3), "float32")).shape == (1, 97, 131, 5)
+    with pytest.raises(ValueError, match="input_stride"):
+        tfseg.build_model("unet", 5, (572, 572, 1), mode="paper", input_stride=2, include_preprocessing=False)
+
+
+def test_freeze_backbone_freezes_a_unets_contracting_path():
+    from tfseg.training.model_setup import configure_for_fine_tuning
+
+    model = tfseg.build_model("unet", 3, base_filters=2, depth=1)
+    configure_for_fine_tuning(model, freeze_backbone=True)
+    frozen = sorted(layer.name for layer in model.layers if layer.weights and not layer.trainable)
+    assert frozen == ["bottom_conv1", "bottom_conv1_bn", "bottom_conv2", "bottom_conv2_bn",
+                      "down1_conv1", "down1_conv1_bn", "down1_conv2", "down1_conv2_bn"]

@@ -19,14 +19,15 @@ def _published(card):
 def run_list(args):
     from tfseg import zoo
 
-    print("| name | model | dataset | classes | weights | val mIoU (here) | +CRF | published |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| name | model | dataset | classes | weights | held-out mIoU (here) | val mIoU (here) | +CRF | published |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in zoo.list():
         card = zoo.card(name)
         options = ", ".join(f"{k}={v}" for k, v in card.options.items())
         where = "in repo" if card.weights.get("file") else ("download" if card.weights else "none")
         print(f"| {name} | {card.builder}({options}) | {card.data['dataset']['name']} | {card.num_classes} | "
-              f"{where} | {_figure(card, 'val_mean_iou')} | {_figure(card, 'val_mean_iou_crf')} | {_published(card)} |")
+              f"{where} | {_figure(card, 'heldout_mean_iou')} | {_figure(card, 'val_mean_iou')} | "
+              f"{_figure(card, 'val_mean_iou_crf')} | {_published(card)} |")
     return 0
 
 

@@ -4,6 +4,9 @@
 channels, crop-and-concatenate skips, 1x1 classifier; 572x572 in gives 388x388 out (see
 :func:`paper_output_size`). ``mode="practical"``: 'same' convolutions with optional batch norm; the
 input is zero-padded to a multiple of 16 and the logits are cropped back to the input size.
+``input_stride=2`` (practical mode) runs the network on the input average-pooled 2x2 and upsamples
+the logits bilinearly back: the early downsampling of real-time networks (ENet, Paszke et al. 2016;
+ICNet), four times fewer operations for the same receptive field in pixels of the input.
 """
 
 from __future__ import annotations
@@ -34,6 +37,17 @@ def paper_output_size(size, depth=4):
     return size
 
 
+# Layer-name prefixes of the contracting path (the encoder): down1..down{depth} and the bottom block.
+CONTRACTING_PREFIXES = ("down", "bottom")
+
+
+def contracting_path_layers(model):
+    """The layers of a tfseg U-Net's contracting path, what fine-tuning with a frozen encoder freezes."""
+    if not model.name.startswith("unet_"):
+        return []
+    return [layer for layer in model.layers if layer.name.startswith(CONTRACTING_PREFIXES)]
+
+
 def _double_conv(x, filters, name, padding, batch_norm):
     for i in (1, 2):
         x = keras.layers.Conv2D(
@@ -47,14 +61,17 @@ def _double_conv(x, filters, name, padding, batch_norm):
 
 
 def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_filters=64, depth=4,
-         batch_norm=None, dropout=0.0, include_preprocessing=True):
+         batch_norm=None, dropout=0.0, input_stride=1, include_preprocessing=True):
     """U-Net; ``batch_norm`` defaults to False in paper mode and True in practical mode.
 
     ``dropout`` is applied at the end of the contracting path, as in the paper ("drop-out layers at
-    the end of the contracting path").
+    the end of the contracting path"). ``input_stride`` (1, 2 or 4; practical mode): the network runs
+    on the input average-pooled by this factor, and the logits are upsampled bilinearly to the input.
     """
     if mode not in UNET_MODES:
         raise ValueError(f"U-Net mode={mode!r}; valid: {list(UNET_MODES)}")
+    if input_stride not in (1, 2, 4) or (input_stride != 1 and mode == "paper"):
+        raise ValueError(f"U-Net input_stride={input_stride!r}; valid: 1, 2 or 4 (practical mode only)")
     if batch_norm is None:
         batch_norm = mode == "practical"
     padding = "valid" if mode == "paper" else "same"
@@ -69,7 +86,9 @@ def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_fil
     inputs = keras.Input(input_shape, name="image")
     x = ImagePreprocessing("tf", name="preprocessing")(inputs) if include_preprocessing else inputs
     if mode == "practical":
-        x = PadToMultiple(2**depth, name="pad_to_multiple")(x)
+        x = PadToMultiple(2**depth * input_stride, name="pad_to_multiple")(x)
+    if input_stride > 1:
+        x = keras.layers.AveragePooling2D(input_stride, name="input_pool")(x)
     skips = []
     for level in range(depth):
         x = _double_conv(x, base_filters * 2**level, f"down{level + 1}", padding, batch_norm)
@@ -87,6 +106,8 @@ def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_fil
     # Float32 logits under mixed precision: the last layer computes in float32.
     if mode == "practical":
         logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
+        if input_stride > 1:
+            logits = keras.layers.UpSampling2D(input_stride, interpolation="bilinear", name="upsample_logits")(logits)
         logits = CropLike(0, dtype="float32", name="crop_to_input")([logits, inputs])
     else:
         logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)

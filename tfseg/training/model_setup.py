@@ -34,13 +34,23 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+def encoder_layers(model):
+    """The layers ``freeze_backbone`` freezes: the tfseg backbone, or a U-Net's contracting path."""
+    from tfseg.models.unet import contracting_path_layers
+
+    backbone = find_backbone(model)
+    layers = [backbone] if backbone is not None else contracting_path_layers(model)
+    if not layers:
+        raise ValueError(f"freeze_backbone: model {model.name!r} has no tfseg backbone or U-Net contracting path")
+    return layers
+
+
 def configure_for_fine_tuning(model, freeze_backbone=False, freeze_batch_norm=False):
-    """Freeze the backbone's weights and/or every batch norm (which then uses its moving statistics)."""
+    """Freeze the backbone's weights (:func:`encoder_layers`) and/or every batch norm (which then uses
+    its moving statistics)."""
     if freeze_backbone:
-        backbone = find_backbone(model)
-        if backbone is None:
-            raise ValueError(f"freeze_backbone: model {model.name!r} has no tfseg backbone to freeze")
-        backbone.trainable = False
+        for layer in encoder_layers(model):
+            layer.trainable = False
     if freeze_batch_norm:
         for layer in batch_norm_layers(model):
             layer.trainable = False

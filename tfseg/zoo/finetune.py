@@ -18,6 +18,7 @@ def fine_tune(name, dataset, *, steps, batch_size=8, crop_size=(128, 128), learn
     from tfseg.training.train import configure_for_fine_tuning
     from tfseg.zoo.load import load
 
+    keras.utils.set_random_seed(seed)  # the new classifier's initial weights
     model = load(name, num_classes=dataset.num_classes)
     configure_for_fine_tuning(model, freeze_backbone=freeze_backbone)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate, weight_decay=1e-4),
