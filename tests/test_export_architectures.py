@@ -1,7 +1,9 @@
 """Every architecture and backbone of ``tfseg models`` exports to SavedModel and float TFLite (builtins only).
 
-Built at a small fixed size, labels compared with the Keras model's on CamVid val images resized to
-it: SavedModel 100 %, TFLite at least 99.9 %. The default run covers a representative subset
+Built at a small fixed size, compared with the Keras model on CamVid val images resized to it:
+SavedModel probabilities within 1e-5 of Keras's (random weights leave exact ties between classes,
+which a 1e-8 difference may break either way, so labels are held to 99.9 % like TFLite's), TFLite
+labels at least 99.9 %. The default run covers a representative subset
 (narrow widths); ``-m slow`` runs the full list of ``tfseg.registry.MODEL_VARIANTS`` at full width.
 """
 
@@ -41,7 +43,8 @@ def check_exports(name, options, tmp_path, num_classes=12):
     lite = tfseg.export.tflite(model, tmp_path / "m.tflite", parity_data="camvid:val:2")
     check_builtins_only((tmp_path / "m.tflite").read_bytes())
     assert saved["images"]["size"] == lite["images"]["size"] == list(shape[:2])
-    assert saved["formats"]["saved_model"]["pixel_agreement"] == 100.0, (name, options)
+    assert saved["formats"]["saved_model"]["max_probability_difference"] < 1e-5, (name, options, saved["formats"])
+    assert saved["formats"]["saved_model"]["pixel_agreement"] >= 99.9, (name, options, saved["formats"])
     assert lite["formats"]["tflite"]["pixel_agreement"] >= 99.9, (name, options, lite["formats"]["tflite"])
 
 

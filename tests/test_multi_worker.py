@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 
 from training_helpers import (
     REPO, assert_same_weights, free_ports, model_weights, run_training, subprocess_env, tiny_config,
@@ -37,9 +38,11 @@ def finish(workers, timeout=600):
     return outputs
 
 
-def test_two_workers_train_as_one_process_and_resume_after_both_are_killed(synthetic_root, tmp_path):
-    options = {"strategy": "multi_worker", "steps": 12, "checkpoint_every": 3}
-    straight = write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", **options))
+OPTIONS = {"strategy": "multi_worker", "steps": 12, "checkpoint_every": 3}
+
+
+def test_two_workers_train_as_one_process_with_two_replicas(synthetic_root, tmp_path):
+    straight = write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", **OPTIONS))
     chief, other = finish(start_workers(straight, free_ports(2)))
     assert "wrote in" not in other and not (tmp_path / "straight" / ".worker1_scratch").exists()
 
@@ -57,8 +60,12 @@ def test_two_workers_train_as_one_process_and_resume_after_both_are_killed(synth
     assert moved > 1e-2, "training did not change the weights"
     assert_same_weights(tmp_path / "straight" / "model.keras", tmp_path / "mirrored" / "model.keras")
 
-    # both workers killed after a checkpoint, restarted with the same TF_CONFIG and command
-    killed = write_config(tmp_path / "killed.json", tiny_config(synthetic_root, tmp_path / "killed", **options))
+
+@pytest.mark.slow  # six worker processes: 50 s
+def test_two_workers_both_killed_and_restarted_end_with_the_uninterrupted_weights(synthetic_root, tmp_path):
+    straight = write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", **OPTIONS))
+    finish(start_workers(straight, free_ports(2)))
+    killed = write_config(tmp_path / "killed.json", tiny_config(synthetic_root, tmp_path / "killed", **OPTIONS))
     ports = free_ports(2)
     wait_for_checkpoint_then_kill(start_workers(killed, ports, capture=False), tmp_path / "killed")
     chief, other = finish(start_workers(killed, ports))

@@ -19,19 +19,20 @@ from training_helpers import (
 
 # Each mode trains 24 steps of 4 images (4 steps per epoch) with a checkpoint every 3 steps, so
 # the kill falls after a mid-epoch checkpoint.
-KILL_MODES = {
-    "unet_dropout_0.5": {"model_options": {"base_filters": 4, "depth": 2, "dropout": 0.5}},
-    "deeplab_default_dropout": {"model": "deeplab_v3plus", "model_options": {"backbone": "mobilenet_v2"}},
+KILL_MODES = [
+    pytest.param({"model_options": {"base_filters": 4, "depth": 2, "dropout": 0.5}}, id="unet_dropout_0.5"),
+    pytest.param({"model": "deeplab_v3plus", "model_options": {"backbone": "mobilenet_v2"}},
+                 id="deeplab_default_dropout", marks=pytest.mark.slow),  # MobileNetV2: 50 s
     # A start far above the loss scale fp16 can hold: the first steps overflow and are skipped
     # (their batches consumed, the optimizer's step counter not moved).
-    "mixed_float16_skipped_steps": {"model_options": {"base_filters": 4, "depth": 2, "dropout": 0.5},
-                                    "mixed_precision": "mixed_float16", "initial_loss_scale": 2.0**40},
-}
+    pytest.param({"model_options": {"base_filters": 4, "depth": 2, "dropout": 0.5},
+                  "mixed_precision": "mixed_float16", "initial_loss_scale": 2.0**40}, id="mixed_float16_skipped_steps"),
+]
 
 
 @pytest.mark.parametrize("mode", KILL_MODES)
 def test_killed_run_resumes_to_the_uninterrupted_weights_in_every_mode(synthetic_root, tmp_path, mode):
-    options = {"steps": 24, "checkpoint_every": 3, **KILL_MODES[mode]}
+    options = {"steps": 24, "checkpoint_every": 3, **mode}
     run_training(write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", **options)))
     killed = write_config(tmp_path / "killed.json", tiny_config(synthetic_root, tmp_path / "killed", **options))
     wait_for_checkpoint_then_kill([start_training(killed)], tmp_path / "killed")
@@ -40,7 +41,7 @@ def test_killed_run_resumes_to_the_uninterrupted_weights_in_every_mode(synthetic
     resumed = run_training(killed)
     assert "resuming from" in resumed.stdout
     assert_same_weights(tmp_path / "straight" / "model.keras", tmp_path / "killed" / "model.keras")
-    if "mixed_float16" in mode:
+    if mode.get("mixed_precision") == "mixed_float16":
         record = run_log(tmp_path / "straight")[-1]
         assert record["to_step"] == 24 and record["optimizer_steps"] < 24, record
 
