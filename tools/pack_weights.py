@@ -6,7 +6,11 @@ variables' float32 when loading) and checked against the original: the labels of
 8 CamVid val images must agree, and the agreement is written to the card with the file's sha256
 and the parameter count.
 
-    python tools/pack_weights.py RUN/model.keras zoo/NAME
+    python tools/pack_weights.py RUN/model.keras zoo/NAME [--trained-scale 0.5]
+
+``--trained-scale 0.5``: the run trained the model on images at half size (its scores were taken at
+``eval_scales: [0.5]``) and the card's model takes full-size images (U-Net ``input_stride: 2``, the
+same weights): the check feeds the trained model half-size images and upsamples its logits.
 """
 
 from __future__ import annotations
@@ -39,10 +43,23 @@ def sha256(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def _logits_at_scale(model, images, scale):
+    """``model``'s logits for ``images`` resized by ``scale``, resized back to the images' size."""
+    import tensorflow as tf
+
+    if scale == 1.0:
+        return model.predict(images, verbose=0)
+    size = images.shape[1:3]
+    scaled = tf.image.resize(images, [round(size[0] * scale), round(size[1] * scale)], "bilinear")
+    return tf.image.resize(model.predict(scaled, verbose=0), size, "bilinear").numpy()
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", help="the trained .keras file")
     parser.add_argument("card_folder", help="zoo/NAME, holding card.yaml")
+    parser.add_argument("--trained-scale", type=float, default=1.0,
+                        help="the image scale the run trained and scored the model at (0.5 for a half-size run)")
     args = parser.parse_args(argv)
 
     import keras
@@ -75,7 +92,7 @@ def main(argv=None):
     check.load_weights(weights)
     source = ExampleSource(open_dataset("camvid"), "val", limit=8)
     images = np.stack([source[i][0] for i in range(len(source))]).astype("float32")
-    a = trained.predict(images, verbose=0).argmax(-1)
+    a = _logits_at_scale(trained, images, args.trained_scale).argmax(-1)
     b = check.predict(images, verbose=0).argmax(-1)
     agreement = float((a == b).mean())
     card["parameters"] = int(check.count_params())
