@@ -37,7 +37,8 @@ def _compare(tuned, pretrained):
 
 
 def test_the_worked_example_trains_the_head_and_keeps_the_frozen_backbone():
-    model, result = _example().main(["--steps", "3", "--batch-size", "2", "--train-images", "4", "--eval-images", "2"])
+    model, result = _example().main(["--zoo", NAME, "--steps", "3", "--batch-size", "2", "--train-images", "4",
+                                     "--eval-images", "2"])
     pretrained = zoo.load(NAME)
     assert model.output_shape[-1] == len(result["classes"]) == 3
     assert result["eval_split"] == "held-out sequence 0006R0" and result["eval_images"] == 2
@@ -123,3 +124,4 @@ def test_fine_tuning_defaults_keep_what_the_zoo_model_knows(tmp_path):
     first = "expanded_conv_depthwise/kernel"
     old, new = (next(v for v in m.weights if v.path == first).numpy() for m in (zoo.load(NAME), tuned))
     assert np.abs(new - old).max() < 0.02 * np.abs(old).max()
+

@@ -1,15 +1,17 @@
 """Fine-tune the CamVid zoo model to a ground robot's classes with plain Keras: the worked example.
 
-    python tools/finetune_example.py [--zoo camvid_deeplab_v3plus_mobilenet_v2] [--steps 60]
+    python tools/finetune_example.py [--zoo camvid_unet] [--steps 60]
 
 1. the robot's classes: ``drivable`` (CamVid's Road), ``walkable`` (Pavement) and ``other``
    (obstacles, sky, buildings: every other class), by ``tfseg.data.remap.merge_classes``;
-2. a few CamVid train frames to learn from, and frames of sequence 0006R0, which the zoo model
-   never trained on, to score on (``tfseg.zoo.finetune.robot_dataset``);
+2. a few CamVid train frames to learn from, and frames of sequence 0006R0, which the zoo's U-Net
+   never trained on (its recipe holds the sequence out), to score on
+   (``tfseg.zoo.finetune.robot_dataset``);
 3. ``tfseg.zoo.load(name, num_classes=3)``: the CamVid model with a new 3-class classifier, every
-   other weight kept; the backbone frozen (its batch norms use their moving statistics), so only the
-   ASPP, the decoder and the new classifier learn: ``model.fit`` on tfseg's augmented stream, AdamW,
-   the loss that ignores void (``tfseg.zoo.finetune.fine_tune``);
+   other weight kept; the backbone frozen (its batch norms use their moving statistics): the U-Net's
+   contracting path, or DeepLab's MobileNetV2, so that only the expanding path (DeepLab: ASPP and
+   decoder) and the new classifier learn: ``model.fit`` on tfseg's augmented stream, AdamW, the loss
+   that ignores void (``tfseg.zoo.finetune.fine_tune``);
 4. the fine-tuned model's mean IoU on the held-out frames, beside the 11-class model's predictions
    merged into the same three classes (probabilities summed per class).
 """
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--zoo", default="camvid_deeplab_v3plus_mobilenet_v2")
+    parser.add_argument("--zoo", default="camvid_unet", help="a CamVid zoo model (default: the demo's)")
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--train-images", type=int, default=16)

@@ -10,7 +10,8 @@ and the parameter count.
 
 ``--trained-scale 0.5``: the run trained the model on images at half size (its scores were taken at
 ``eval_scales: [0.5]``) and the card's model takes full-size images (U-Net ``input_stride: 2``, the
-same weights): the check feeds the trained model half-size images and upsamples its logits.
+same weights): the check feeds the trained model half-size images and upsamples its logits, and the
+card's ``training.image_scale`` records it (``--pretrained`` fine-tuning rescales the recipe's scale range).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def main(argv=None):
     card["parameters"] = int(check.count_params())
     card["weights"] = {**(card.get("weights") or {}), "format": "keras_weights_h5", "file": weights.name,
                        "sha256": sha256(weights), "dtype": "float16"}
+    if args.trained_scale != 1.0:
+        card.setdefault("training", {})["image_scale"] = args.trained_scale  # read by fine_tuning_defaults
     card.setdefault("training", {})["fp16_label_agreement"] = (
         f"{100 * agreement:.2f}% of pixels on 8 CamVid val images (fp16 storage vs the fp32 weights)")
     write_card(card, card_path)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tfseg.commands.arguments import reports_errors
 
-DEMO_MODEL = "camvid_deeplab_v3plus_mobilenet_v2"
+DEMO_MODEL = "camvid_unet"
 FINE_TUNE_STEPS = 60
 STAGES = ("load the zoo model", "segment the samples", "refine with the CRF", "export to TFLite and check parity",
           "fine-tune to a robot's classes", "write the report")
@@ -80,8 +80,11 @@ def run(args):
 
         card = zoo.card(args.model)
         model = zoo.load(args.model)
-        stage(0, f"{card.title}, {model.count_params():,} parameters; card: val mean IoU "
-                 f"{card.measured('val_mean_iou')}, with CRF {card.measured('val_mean_iou_crf')}")
+        held_out = card.measured("heldout_mean_iou")
+        stage(0, f"{card.title}, {model.count_params():,} parameters; card: mean IoU "
+                 + (f"{held_out} on a held-out sequence (with CRF {card.measured('heldout_mean_iou_crf')}), "
+                    if held_out is not None else "")
+                 + f"{card.measured('val_mean_iou')} on val (with CRF {card.measured('val_mean_iou_crf')})")
         metrics["card"] = {e["metric"]: e["value"] for e in card.data.get("measured") or () if e["metric"] != "val_class_iou"}
         progress.update()
 

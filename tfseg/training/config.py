@@ -195,6 +195,11 @@ def fine_tuning_defaults(name):
         return {**defaults, **OFFICIAL_FINE_TUNING}
     recipe = read_config_file(recipe_file)
     defaults.update({key: recipe[key] for key in RECIPE_KEYS if key in recipe})
+    image_scale = float(card.data["training"].get("image_scale", 1.0))
+    if "scale_range" in defaults and image_scale != 1.0:
+        # A half-size run packed into a full-size model (U-Net input_stride 2): the card's model takes
+        # full-size images, so the recipe's scales of the full-size image are divided by image_scale.
+        defaults["scale_range"] = [float(s) / image_scale for s in defaults["scale_range"]]
     defaults["learning_rate"] = float(recipe.get("learning_rate", TrainConfig.learning_rate)) / FINE_TUNING_LR_DIVISOR
     return defaults
 
