@@ -125,3 +125,15 @@ def test_fine_tuning_defaults_keep_what_the_zoo_model_knows(tmp_path):
     old, new = (next(v for v in m.weights if v.path == first).numpy() for m in (zoo.load(NAME), tuned))
     assert np.abs(new - old).max() < 0.02 * np.abs(old).max()
 
+
+def test_fine_tuning_defaults_feed_a_half_size_recipe_at_the_card_models_scale():
+    """A card trained at half size and packed with input_stride 2 takes full-size images: the recipe's
+    scales of the image (0.375-0.875 at half size) become 0.75-1.75, not a quarter-size image."""
+    from tfseg.training.config import fine_tuning_defaults, read_config_file
+
+    card = zoo.card("camvid_unet")
+    assert card.data["training"]["image_scale"] == 0.5 and card.data["options"]["input_stride"] == 2
+    recipe = read_config_file(card.folder / card.data["training"]["config"])
+    defaults = fine_tuning_defaults("camvid_unet")
+    assert defaults["scale_range"] == [2 * s for s in recipe["scale_range"]]
+    assert defaults["learning_rate"] == recipe["learning_rate"] / 20

@@ -184,6 +184,9 @@ def test_unet_input_stride_runs_the_network_on_the_pooled_input_and_upsamples_it
     expected = tf.image.resize(plain(half), (64, 96), "bilinear")
     np.testing.assert_allclose(strided(image), expected, atol=1e-5)
     assert strided(np.zeros((1, 97, 131, 3), "float32")).shape == (1, 97, 131, 5)
+    # Sizes unknown until run time (multi-scale inference traces the model so).
+    dynamic = tf.function(strided, input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+    np.testing.assert_allclose(dynamic(tf.constant(image)), expected, atol=1e-5)
     with pytest.raises(ValueError, match="input_stride"):
         tfseg.build_model("unet", 5, (572, 572, 1), mode="paper", input_stride=2, include_preprocessing=False)
 

@@ -49,7 +49,7 @@ def test_every_file_of_ours_is_pinned_by_its_card():
     assert not unpinned, f"weight files without a card's sha256: {unpinned}"
     for path, digest in pinned.items():
         assert sha256(path) == digest, path
-        assert path.stat().st_size < 8e6, f"{path} is {path.stat().st_size / 1e6:.1f} MB"
+        assert path.stat().st_size < 10e6, f"{path} is {path.stat().st_size / 1e6:.1f} MB"
 
 
 def test_at_most_five_sample_images_with_their_citation():

@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from tfseg.layers.preprocessing import ImagePreprocessing
-from tfseg.layers.spatial import CropLike, PadToMultiple
+from tfseg.layers.spatial import CropLike, PadToMultiple, ResizeLike
 
 UNET_MODES = ("paper", "practical")
 
@@ -87,6 +87,7 @@ def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_fil
     x = ImagePreprocessing("tf", name="preprocessing")(inputs) if include_preprocessing else inputs
     if mode == "practical":
         x = PadToMultiple(2**depth * input_stride, name="pad_to_multiple")(x)
+    padded = x
     if input_stride > 1:
         x = keras.layers.AveragePooling2D(input_stride, name="input_pool")(x)
     skips = []
@@ -107,7 +108,8 @@ def unet(num_classes, input_shape=(None, None, 3), *, mode="practical", base_fil
     if mode == "practical":
         logits = keras.layers.Conv2D(num_classes, 1, name="logits")(x)
         if input_stride > 1:
-            logits = keras.layers.UpSampling2D(input_stride, interpolation="bilinear", name="upsample_logits")(logits)
+            # Bilinear, half-pixel centres (keras UpSampling2D's resize, which needs static shapes under tf.function).
+            logits = ResizeLike(name="upsample_logits")([logits, padded])
         logits = CropLike(0, dtype="float32", name="crop_to_input")([logits, inputs])
     else:
         logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="logits")(x)
