@@ -99,6 +99,26 @@ def test_pretrained_with_another_architecture_is_refused():
         load_config(None, pretrained=NAME, model="unet", steps=1)
 
 
+def test_pretrained_weights_start_the_card_model_from_a_local_file(tmp_path):
+    import keras
+    import pytest
+
+    from tfseg.training.config import load_config
+    from tfseg.training.model_setup import build_training_model
+
+    keras.utils.set_random_seed(3)
+    own = zoo.load("camvid_unet", weights=None)
+    own.save_weights(tmp_path / "own.weights.h5")
+    config = load_config(None, pretrained="camvid_unet", pretrained_weights=str(tmp_path / "own.weights.h5"), steps=1)
+    started = build_training_model(config, num_classes=11, total_steps=1)
+    assert _compare(started, own) == []
+    assert "logits" in _compare(started, zoo.load("camvid_unet"))
+    with pytest.raises(ValueError, match="missing.weights.h5'?: no such file"):
+        load_config(None, pretrained="camvid_unet", pretrained_weights=str(tmp_path / "missing.weights.h5"), steps=1)
+    with pytest.raises(ValueError, match="needs pretrained=ZOO_NAME"):
+        load_config(None, pretrained_weights=str(tmp_path / "own.weights.h5"), steps=1)
+
+
 def test_fine_tuning_defaults_keep_what_the_zoo_model_knows(tmp_path):
     """`tfseg train --pretrained NAME --dataset camvid --crop 128x160 --batch-size 2`, a few steps: val holds.
 

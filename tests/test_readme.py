@@ -38,3 +38,14 @@ def test_no_reference_to_files_missing_from_the_repository():
             if "reference.md" in p.read_text() and not (ROOT / "docs" / "reference.md").exists()
             and p.name != Path(__file__).name]
     assert not missing and not bare, missing + bare
+
+
+def test_camvid_table_is_the_one_the_cards_give():
+    """The README's CamVid table is what tools/camvid_table.py prints from the cards' measured figures."""
+    import subprocess
+    import sys
+
+    printed = subprocess.run([sys.executable, str(ROOT / "tools" / "camvid_table.py")], capture_output=True, text=True,
+                             check=True).stdout.splitlines()
+    in_readme = [line.strip() for line in README.splitlines() if line.strip().startswith("| `camvid_")]
+    assert in_readme == [line for line in printed if line.startswith("| `camvid_")]

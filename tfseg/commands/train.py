@@ -8,6 +8,7 @@ import json
 FLAGS = {
     "--model": ("model", str),
     "--pretrained": ("pretrained", str),
+    "--pretrained-weights": ("pretrained_weights", str),
     "--dataset": ("dataset", str),
     "--data-root": ("data_root", str),
     "--crop": ("crop_size", str),

@@ -18,6 +18,7 @@ class TrainConfig:
     model: str = "deeplab_v3plus"
     model_options: dict = dataclasses.field(default_factory=dict)
     pretrained: str | None = None  # a zoo name: start from its weights, the classifier replaced for the dataset
+    pretrained_weights: str | None = None  # with pretrained: a weights file for the card's model, not the card's
     dataset: str = "synthetic"
     data_root: str | None = None
     dataset_options: dict = dataclasses.field(default_factory=dict)
@@ -100,6 +101,14 @@ class TrainConfig:
                 f"decoupled_weight_decay={self.decoupled_weight_decay!r} applies to optimizer 'adamw' only; "
                 f"use weight_decay (an L2 coefficient) with optimizer {self.optimizer!r}"
             )
+        if self.pretrained_weights is not None:
+            if self.pretrained is None:
+                raise ValueError(
+                    f"pretrained_weights={self.pretrained_weights!r} needs pretrained=ZOO_NAME (the card whose "
+                    "architecture the file holds weights for)"
+                )
+            if not Path(self.pretrained_weights).exists():
+                raise ValueError(f"pretrained_weights={self.pretrained_weights!r}: no such file or folder")
         if self.pretrained is not None:
             self._take_architecture_from_card()
         if self.steps is None and self.epochs is None:

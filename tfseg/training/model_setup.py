@@ -163,15 +163,17 @@ def make_optimizer(config, total_steps, model):
 def build_training_model(config, num_classes, total_steps):
     """The model of ``config`` with its fine-tuning, weight-decay and batch-norm settings applied.
 
-    ``config.pretrained`` (a zoo name) starts from that model's weights; a class count other than
-    the card's replaces the classifier and keeps every other weight.
+    ``config.pretrained`` (a zoo name) starts from that model's weights (or from the file
+    ``config.pretrained_weights`` for the card's model); a class count other than the card's replaces
+    the classifier and keeps every other weight.
     """
     from tfseg.registry import build_model
 
     if config.pretrained:
         from tfseg import zoo
 
-        model = zoo.load(config.pretrained, num_classes=num_classes)
+        weights = config.pretrained_weights or "pretrained"
+        model = zoo.load(config.pretrained, weights=weights, num_classes=num_classes)
     else:
         model = build_model(config.model, num_classes, (None, None, 3), **config.model_options)
     configure_for_fine_tuning(model, config.freeze_backbone, config.freeze_batch_norm)

@@ -215,6 +215,8 @@ def _evaluate(model, source, config):
 def _describe_start(run, model, strategy):
     config = run.config
     what = config.pretrained or config.model
+    if config.pretrained_weights:
+        what += f" (weights {config.pretrained_weights})"
     options = f" {json.dumps(config.model_options)}" if config.model_options and not config.pretrained else ""
     epochs = run.total_steps / run.steps_per_epoch
     print(
