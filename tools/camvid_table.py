@@ -33,26 +33,23 @@ def row(name, description):
     from tfseg.training.config import read_config_file
 
     card = zoo.card(name)
-    measured = {entry["metric"]: entry["value"] for entry in card.data.get("measured") or ()}
     training = card.data["training"]
-    recipe = read_config_file(card.folder / training["config"])
+    recipe = read_config_file(card.recipe_file())
     crop = "x".join(str(v) for v in recipe["crop_size"])
     of_image = " of the half-size image" if training.get("image_scale", 1.0) != 1.0 else ""
     trained = (f"{recipe['steps']:,} steps of batch {recipe['batch_size']}, {crop} crops{of_image}, "
                f"{training['wall_seconds']:,} s")
     seen = "" if (recipe.get("dataset_options") or {}).get("holdout") == "0006R0" else " (seen in training)"
-    tflite = "; ".join(
-        f"{figure(measured.get(f'{split}_float_tflite_mean_iou'))} / {figure(measured.get(f'{split}_int8_tflite_mean_iou'))}"
-        for split in ("heldout", "val")
-    )
+    tflite = "; ".join(f"{figure(card.measured(f'{split}_float_tflite_mean_iou'))} / "
+                       f"{figure(card.measured(f'{split}_int8_tflite_mean_iou'))}" for split in ("heldout", "val"))
     speed = "not measured"
-    if "int8_speedup" in measured:
-        speed = f"{measured['int8_speedup']:.2f}x ({measured['float_tflite_ms']:.1f} / {measured['int8_tflite_ms']:.1f} ms)"
-    cells = (f"`{name}`", description, f"{card.data['parameters']:,}", trained,
-             figure(measured.get("heldout_mean_iou"), bold=True) + seen, figure(measured.get("heldout_mean_iou_crf")),
-             figure(measured.get("heldout_mean_iou_multiscale_flip")), figure(measured.get("val_mean_iou")),
-             figure(measured.get("val_mean_iou_crf")), figure(measured.get("val_mean_iou_multiscale_flip")), tflite,
-             speed)
+    if card.measured("int8_speedup") is not None:
+        speed = (f"{card.measured('int8_speedup'):.2f}x ({card.measured('float_tflite_ms'):.1f} / "
+                 f"{card.measured('int8_tflite_ms'):.1f} ms)")
+    scores = [figure(card.measured(f"{split}_mean_iou{suffix}"))
+              for split in ("heldout", "val") for suffix in ("", "_crf", "_multiscale_flip")]
+    scores[0] = figure(card.measured("heldout_mean_iou"), bold=True) + seen
+    cells = (f"`{name}`", description, f"{card.data['parameters']:,}", trained, *scores, tflite, speed)
     return "| " + " | ".join(cells) + " |"
 
 

@@ -54,8 +54,8 @@ def splits(card, holdout):
 def _recipe(card):
     from tfseg.training.config import read_config_file
 
-    config = (card.data.get("training") or {}).get("config")
-    return read_config_file(card.folder / config) if config else {}
+    recipe_file = card.recipe_file()
+    return read_config_file(recipe_file) if recipe_file else {}
 
 
 def spread(source, count):

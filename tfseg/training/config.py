@@ -198,7 +198,7 @@ def fine_tuning_defaults(name):
     from tfseg import zoo
 
     card = zoo.card(name)
-    recipe_file = (card.folder / card.data["training"]["config"]) if "config" in card.data.get("training", {}) else None
+    recipe_file = card.recipe_file()
     defaults = {"warmup_steps": 0, "freeze_batch_norm": True, "batch_norm_momentum": None}
     if recipe_file is None or not recipe_file.is_file():
         return {**defaults, **OFFICIAL_FINE_TUNING}

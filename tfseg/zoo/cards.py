@@ -104,6 +104,11 @@ class ModelCard:
         file = self.weights.get("file")
         return self.folder / file if file else None
 
+    def recipe_file(self):
+        """Path of the training config that produced the weights (``training.config``), or None."""
+        config = (self.data.get("training") or {}).get("config")
+        return self.folder / config if config else None
+
     def measured(self, metric):
         """The value of a measured figure (e.g. ``"val_mean_iou"``), or None."""
         for entry in self.data.get("measured") or ():
