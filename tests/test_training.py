@@ -119,7 +119,7 @@ def test_median_frequency_weights_by_hand():
     from tfseg.data.pipeline import median_frequency_weights
 
     labels = [np.array([[0, 0, 1, 1]], np.uint8), np.array([[0, 2, 2, 255]], np.uint8)]
-    source = type("Source", (), {"__len__": lambda self: 2, "__getitem__": lambda self, i: (None, labels[i])})()
+    source = type("Source", (), {"__len__": lambda self: 2, "label": lambda self, i: labels[i]})()
     # valid pixels per image: 4 and 3 (255 is ignored); class 0 is in both, 1 in the first, 2 in the second
     freq = np.array([3 / (4 + 3), 2 / 4, 2 / 3])
     expected = np.median(freq) / freq

@@ -50,18 +50,23 @@ def overrides_from_args(args):
 
 
 def run(args):
-    """Check everything (config, data, resume) before any work or file; errors are one line."""
+    """Check everything (config, data, resume, model) before any work or file; bad input and a stopped run
+    (damaged file, lost worker) are one line. Any other error is a bug and keeps its traceback."""
     import sys
 
     from tfseg.training.config import config_from
-    from tfseg.training.train import WorkerLost, train
+    from tfseg.training.train import SETUP_ERRORS, InvalidRun, TrainingStopped, WorkerLost, train
 
     try:
         config = config_from(args.config, overrides_from_args(args))
-        train(config, restart=args.restart, extend=args.extend)
-    except (ValueError, FileNotFoundError, NotADirectoryError, TypeError, WorkerLost) as error:
+    except SETUP_ERRORS as error:
         print(f"tfseg train: error: {error}", file=sys.stderr)
-        return 2 if not isinstance(error, WorkerLost) else 1
+        return 2
+    try:
+        train(config, restart=args.restart, extend=args.extend)
+    except (InvalidRun, TrainingStopped) as error:
+        print(f"tfseg train: error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, WorkerLost) else 2
     return 0
 
 

@@ -52,22 +52,107 @@ class SegmentationDataset:
 
 # The first bytes of the image formats OpenCV reads for tfseg (PNG, JPEG, BMP, TIFF, WebP).
 IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"RIFF")
+PNG_SIGNATURE = IMAGE_SIGNATURES[0]
+JPEG_SIGNATURE = IMAGE_SIGNATURES[1]
+PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk's type and CRC: the last bytes of a whole PNG
+JPEG_END = b"\xff\xd9"  # the end-of-image marker
+
+
+class DamagedFile(ValueError):
+    """An image or label file that is not an image, or holds only part of one (truncated)."""
+
+
+def file_problem(path, content=None):
+    """Why the file ``path`` (or its bytes ``content``) is no whole image, or None when it looks whole.
+
+    Checks the first bytes (an image format's signature) and, for PNG and JPEG, that the file
+    ends where the format says it ends (a truncated file decodes only in part: OpenCV fills the
+    rest with grey and only warns). Reads 12 + 16 bytes of a file that ends with its end marker;
+    a JPEG with data after its end marker, or a PNG with data after IEND, is read whole.
+    """
+    try:
+        if content is None:
+            with open(path, "rb") as file:
+                head = file.read(12)
+                file.seek(0, 2)
+                file.seek(max(file.tell() - 16, 0))
+                tail = file.read()
+        else:
+            head, tail = bytes(content[:12]), bytes(content[-16:])
+    except OSError as error:
+        return f"cannot be read ({error.strerror})"
+    if not head.startswith(IMAGE_SIGNATURES) or (head.startswith(b"RIFF") and head[8:12] != b"WEBP"):
+        return "is not an image file (empty, truncated or another format)"
+    if head.startswith(PNG_SIGNATURE) and not tail.endswith(PNG_END):
+        whole = _png_is_whole(_bytes_of(path, content))
+    elif head.startswith(JPEG_SIGNATURE) and not tail.rstrip(b"\x00").endswith(JPEG_END):
+        whole = _jpeg_is_whole(_bytes_of(path, content))
+    else:
+        whole = True
+    return None if whole else "is truncated (the file ends before the image does)"
+
+
+def _bytes_of(path, content):
+    if content is not None:
+        return bytes(content)
+    with open(path, "rb") as file:
+        return file.read()
+
+
+def _png_is_whole(data):
+    """True when the chunks of a PNG reach IEND within ``data``."""
+    position = len(PNG_SIGNATURE)
+    while position + 8 <= len(data):
+        length = int.from_bytes(data[position:position + 4], "big")
+        if data[position + 4:position + 8] == b"IEND":
+            return True
+        position += 12 + length
+    return False
+
+
+def _jpeg_is_whole(data):
+    """True when a JPEG's end-of-image marker follows its first scan (thumbnails come before the scan)."""
+    position = 2
+    while position + 4 <= len(data):
+        if data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker == 0xDA:  # start of scan: entropy-coded data, in which a literal FF D9 is the end marker
+            return data.find(JPEG_END, position + 2) >= 0
+        if marker == 0xD9:
+            return True
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return False
 
 
 def check_file_headers(paths):
-    """Raise ``ValueError`` naming the first file of ``paths`` that is empty or does not start like an image.
+    """Raise ``DamagedFile`` naming the first file of ``paths`` that is no whole image (:func:`file_problem`).
 
-    Reads 12 bytes per file: a cheap start-up check that catches truncated or foreign files
-    before training, while pixels are decoded only when the input stream needs them.
+    A cheap start-up check (a few bytes of each file) that catches empty, foreign and truncated
+    files before training; pixels are decoded only when the input stream needs them.
     """
     for path in paths:
-        try:
-            with open(path, "rb") as file:
-                head = file.read(12)
-        except OSError as error:
-            raise ValueError(f"cannot read {path}: {error.strerror}") from None
-        if not head.startswith(IMAGE_SIGNATURES) or (head.startswith(b"RIFF") and head[8:12] != b"WEBP"):
-            raise ValueError(f"{path} is not an image file (empty, truncated or another format)")
+        problem = file_problem(path)
+        if problem:
+            raise DamagedFile(f"{path} {problem}")
+
+
+def _read_whole(path, what):
+    """The bytes of ``path``, decoded by OpenCV (``IMREAD_UNCHANGED``), or ``DamagedFile`` naming it."""
+    import cv2
+
+    try:
+        content = np.fromfile(str(path), np.uint8)
+    except OSError as error:
+        raise DamagedFile(f"cannot read {what} {path}: {error.strerror}") from None
+    problem = file_problem(path, content)
+    data = None if problem else cv2.imdecode(content, cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DamagedFile(f"cannot read {what} {path}: it {problem or 'is corrupt (it does not decode)'}")
+    return data
 
 
 def read_image(path):
@@ -76,9 +161,7 @@ def read_image(path):
 
     import cv2
 
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise ValueError(f"cannot read image {path}: missing, corrupt or not an image file")
+    data = _read_whole(path, "image")
     if data.dtype != np.uint8:
         raise ValueError(f"image {path} has dtype {data.dtype}; expected 8-bit pixels")
     if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):
@@ -98,9 +181,7 @@ def read_label(path, dataset):
     """
     import cv2
 
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise ValueError(f"cannot read label map {path}: missing, corrupt or not an image file")
+    data = _read_whole(path, "label map")
     if data.ndim == 3 and dataset.label_colors is not None:
         data = _colors_to_indices(cv2.cvtColor(data[..., :3], cv2.COLOR_BGR2RGB), dataset.label_colors, path)
     elif data.ndim == 3:

@@ -11,11 +11,15 @@ sees exactly the batches an uninterrupted run sees from step ``s`` on.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
 import tensorflow as tf
 
 from tfseg.data.augment import MEAN_PIXEL, deeplab_augment
-from tfseg.data.base import check_file_headers, read_pair
+from tfseg.data.base import DamagedFile, check_file_headers, read_label, read_pair
 
 # Decoded examples are cached in memory up to this many bytes (CamVid train: about 250 MB); past it
 # they are decoded again each time they are used.
@@ -35,6 +39,7 @@ class ExampleSource:
         self.cache_limit_bytes = cache_limit_bytes if cache else 0
         self._examples = {}
         self._cached_bytes = 0
+        self.failure = None  # the first DamagedFile the input stream met (tf.data reports it as an op error)
 
     def __len__(self):
         return len(self.pairs)
@@ -43,12 +48,36 @@ class ExampleSource:
         index = int(index)
         example = self._examples.get(index)
         if example is None:
-            example = read_pair(*self.pairs[index], self.dataset)
+            try:
+                example = read_pair(*self.pairs[index], self.dataset)
+            except DamagedFile as error:
+                self.failure = self.failure or error
+                raise
             size = example[0].nbytes + example[1].nbytes
             if self._cached_bytes + size <= self.cache_limit_bytes:
                 self._examples[index] = example
                 self._cached_bytes += size
         return example
+
+    def label(self, index):
+        """The label map of example ``index`` (its image is not read)."""
+        cached = self._examples.get(int(index))
+        return cached[1] if cached is not None else read_label(self.pairs[int(index)][1], self.dataset)
+
+    def fingerprint(self):
+        """``{"root": ..., "files": [[image, label, image bytes, label bytes], ...]}``: what a run trained on.
+
+        Paths are relative to the dataset root (a moved dataset keeps its fingerprint).
+        """
+        root = Path(self.dataset.root)
+
+        def name(path):
+            path = Path(path)
+            return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+        files = [[name(image), name(label), Path(image).stat().st_size, Path(label).stat().st_size]
+                 for image, label in self.pairs]
+        return {"dataset": self.dataset.name, "split": self.split, "files": files}
 
     def check_files(self):
         """Fail now, naming the file, when an image or label file is empty or not an image; returns self.
@@ -134,7 +163,7 @@ def median_frequency_weights(source, num_classes):
     """
     pixels = np.zeros(num_classes, np.float64)
     image_pixels = np.zeros(num_classes, np.float64)
-    for label in (source[i][1] for i in spread_sample(len(source))):
+    for label in (source.label(i) for i in spread_sample(len(source))):
         counts = np.bincount(label.ravel(), minlength=256)[:num_classes].astype(np.float64)
         total = counts.sum()
         pixels += counts
@@ -148,6 +177,23 @@ def median_frequency_weights(source, num_classes):
 def sqrt_median_frequency_weights(source, num_classes):
     """The square root of :func:`median_frequency_weights`: a milder balancing of rare classes."""
     return [float(np.sqrt(w)) for w in median_frequency_weights(source, num_classes)]
+
+
+def fingerprint_changes(previous, current, limit=3):
+    """What differs between two :meth:`ExampleSource.fingerprint` results, in words ('' when nothing)."""
+    old = {tuple(f[:2]): f[2:] for f in previous["files"]}
+    new = {tuple(f[:2]): f[2:] for f in current["files"]}
+    parts = []
+    for what, names in (("added", [k for k in new if k not in old]), ("removed", [k for k in old if k not in new]),
+                        ("changed size", [k for k in new if k in old and new[k] != old[k]])):
+        if names:
+            shown = ", ".join(image for image, _ in names[:limit]) + (", ..." if len(names) > limit else "")
+            parts.append(f"{len(names)} file pair(s) {what} ({shown})")
+    return "; ".join(parts)
+
+
+def fingerprint_digest(fingerprint):
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Named class weightings a training config may ask for (``TrainConfig.class_weights``).

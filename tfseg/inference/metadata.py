@@ -109,13 +109,19 @@ def info_of(model):
 
 
 def save_keras_model(model, path, info=None):
-    """``model.save(path)`` with ``info`` (default: the attached one) inside the ``.keras`` file."""
+    """``model.save(path)`` with ``info`` (default: the attached one) inside the ``.keras`` file.
+
+    Written to a temporary name and renamed into place: a kill mid-write leaves the previous file.
+    """
+    from tfseg.files import replacing
+
     path = Path(path)
     info = info if info is not None else info_of(model)
-    model.save(path)
-    if info is not None:
-        with zipfile.ZipFile(path, "a") as archive:
-            archive.writestr(JSON_NAME, json.dumps(info.to_dict(), indent=1))
+    with replacing(path) as temporary:
+        model.save(temporary)
+        if info is not None:
+            with zipfile.ZipFile(temporary, "a") as archive:
+                archive.writestr(JSON_NAME, json.dumps(info.to_dict(), indent=1))
     return path
 
 

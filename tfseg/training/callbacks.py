@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 
+from tfseg.files import write_text
 from tfseg.inference.metadata import save_keras_model
 from tfseg.training.strategy import is_chief
 
@@ -102,7 +103,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         if scores["mean_iou"] > self.best:
             self.best = scores["mean_iou"]
             save_keras_model(self.model, self.out_dir / BEST_MODEL, self.info)
-            (self.out_dir / "best.json").write_text(json.dumps({"step": step, "mean_iou": self.best,
-                                                                "split": self.split_name}))
+            write_text(self.out_dir / "best.json", json.dumps({"step": step, "mean_iou": self.best,
+                                                               "split": self.split_name}))
             line += " (best so far: saved best.keras)"
         print(line, flush=True)

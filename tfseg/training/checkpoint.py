@@ -24,6 +24,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfseg.training.keras_internals import require
 from tfseg.training.strategy import is_chief, task_index
 
 CHECKPOINT_FOLDER = "checkpoints"
@@ -33,8 +34,8 @@ def seed_generator_states(model):
     """The state variables of every ``keras.random.SeedGenerator`` in ``model`` (dropout's among them)."""
     return [
         generator.state
-        for layer in model._flatten_layers(include_self=True, recursive=True)
-        for generator in getattr(layer, "_seed_generators", ())
+        for layer in require(model, "_flatten_layers")(include_self=True, recursive=True)
+        for generator in require(layer, "_seed_generators")
     ]
 
 
@@ -130,35 +131,67 @@ def changed_run_keys(previous, current):
     }
 
 
-def check_resumable(out_dir, config_dict, restart=False, extend=False):
+DATASET_FINGERPRINT = "dataset.json"  # in the checkpoints folder: the training files the checkpoints were trained on
+
+
+def check_resumable(out_dir, config_dict, restart=False, extend=False, fingerprint=None):
     """Decide what a start with ``config_dict`` in ``out_dir`` does: "fresh", "resume" or "restart".
 
     Raises ``ValueError`` naming the keys when ``out_dir`` holds checkpoints of a run with another
-    configuration, unless ``restart`` (start over) or, when only ``steps``/``epochs`` changed,
-    ``extend`` (continue the run to its new length) says what to do.
+    configuration, or naming the files when its training files changed (``fingerprint``:
+    ``ExampleSource.fingerprint()``), unless ``restart`` (start over) or ``extend`` (continue: to a
+    new ``steps``/``epochs``, or on the changed files) says what to do.
     """
+    from tfseg.data.pipeline import fingerprint_changes
+
     out_dir = Path(out_dir)
     if tf.train.latest_checkpoint(str(out_dir / CHECKPOINT_FOLDER)) is None:
         return "fresh"
     if restart:
         return "restart"
     saved = out_dir / "config.json"
-    if not saved.is_file():
-        return "resume"
-    changed = changed_run_keys(json.loads(saved.read_text()), config_dict)
-    if not changed or (extend and set(changed) <= set(LENGTH_KEYS)):
-        return "resume"
-    described = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
-    hint = (
-        "pass --restart to start over (its checkpoints are deleted)"
-        + (", or --extend to continue it to the new length" if set(changed) <= set(LENGTH_KEYS) else "")
-        + ", or train into another --out"
-    )
-    raise ValueError(f"{out_dir} holds checkpoints of a run with another configuration ({described}); {hint}")
+    changed = changed_run_keys(json.loads(saved.read_text()), config_dict) if saved.is_file() else {}
+    if changed and not (extend and set(changed) <= set(LENGTH_KEYS)):
+        described = ", ".join(f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+        hint = (
+            "pass --restart to start over (its checkpoints are deleted)"
+            + (", or --extend to continue it to the new length" if set(changed) <= set(LENGTH_KEYS) else "")
+            + ", or train into another --out"
+        )
+        raise ValueError(f"{out_dir} holds checkpoints of a run with another configuration ({described}); {hint}")
+    saved_fingerprint = out_dir / CHECKPOINT_FOLDER / DATASET_FINGERPRINT
+    if fingerprint is not None and saved_fingerprint.is_file() and not extend:
+        difference = fingerprint_changes(json.loads(saved_fingerprint.read_text()), fingerprint)
+        if difference:
+            raise ValueError(
+                f"the training files changed since the checkpoints in {out_dir} were written ({difference}); "
+                "pass --extend to continue on the files as they are now, --restart to start over, or restore the files"
+            )
+    return "resume"
 
 
-def remove_checkpoints(out_dir):
-    """Delete ``<out_dir>/checkpoints`` (chief only: the folder is shared)."""
-    folder = Path(out_dir) / CHECKPOINT_FOLDER
-    if is_chief() and folder.is_dir():
-        shutil.rmtree(folder)
+def save_fingerprint(out_dir, fingerprint):
+    """Record the run's training files beside its checkpoints (chief only)."""
+    from tfseg.files import write_text
+
+    if is_chief():
+        folder = Path(out_dir) / CHECKPOINT_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text(folder / DATASET_FINGERPRINT, json.dumps(fingerprint))
+
+
+# What a run writes in its out_dir: a restart removes all of it (nothing else in the folder).
+RUN_FILES = (CHECKPOINT_FOLDER, "logs", "best.keras", "best.json", "model.keras", "metrics.json", "train_log.jsonl",
+             "config.json", "class_weights.json")
+
+
+def remove_run_files(out_dir):
+    """Delete what an earlier run wrote in ``out_dir`` (:data:`RUN_FILES`; chief only: the folder is shared)."""
+    if not is_chief():
+        return
+    for name in RUN_FILES:
+        path = Path(out_dir) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()

@@ -1,7 +1,8 @@
 """Training configuration as data: a dataclass read from a YAML/JSON file and/or flags.
 
 Defaults follow the official DeepLab recipe (``research/deeplab/train.py``): crop 513x513, poly
-learning rate with power 0.9, SGD with momentum 0.9, weight decay 4e-5, base rate 0.007, random
+learning rate with power 0.9, SGD with momentum 0.9, weight decay 4e-5 (AdamW: none unless
+``decoupled_weight_decay``), base rate 0.007, random
 scale 0.5-2.0 and flips. An unknown key, in a file or on the command line, fails naming it.
 """
 
@@ -10,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+
+
+SGD_WEIGHT_DECAY = 4e-5  # the official DeepLab recipe's L2 coefficient
 
 
 @dataclasses.dataclass
@@ -43,7 +47,8 @@ class TrainConfig:
     poly_power: float = 0.9
     warmup_steps: int = 0
     momentum: float = 0.9
-    weight_decay: float = 4e-5  # L2 coefficient on convolution/dense kernels (slim's l2_regularizer), any optimizer
+    # L2 coefficient on convolution/dense kernels (slim's l2_regularizer); None: 4e-5 with sgd, 0 with adamw
+    weight_decay: float | None = None
     decoupled_weight_decay: float = 0.0  # AdamW only: w -= learning_rate * value * w each step (Loshchilov & Hutter)
     # fine-tuning
     freeze_backbone: bool = False
@@ -101,6 +106,20 @@ class TrainConfig:
                 f"decoupled_weight_decay={self.decoupled_weight_decay!r} applies to optimizer 'adamw' only; "
                 f"use weight_decay (an L2 coefficient) with optimizer {self.optimizer!r}"
             )
+        if self.weight_decay is None:
+            self.weight_decay = SGD_WEIGHT_DECAY if self.optimizer == "sgd" else 0.0
+        if self.weight_decay and self.optimizer == "adamw":
+            raise ValueError(
+                f"weight_decay={self.weight_decay!r} (an L2 term in the loss) with optimizer 'adamw': AdamW decays "
+                "with decoupled_weight_decay; set weight_decay to 0"
+            )
+        if self.jit_compile and (self.strategy in ("mirrored", "multi_worker") or self.logical_cpus > 1):
+            raise ValueError(
+                f"jit_compile=True with strategy {self.strategy!r}"
+                + (f" over logical_cpus={self.logical_cpus}" if self.logical_cpus > 1 else "")
+                + ": XLA compiles the step for one device only here (replicas fail reading each other's variables); "
+                "use strategy 'default' with jit_compile, or jit_compile=false"
+            )
         if self.pretrained_weights is not None:
             if self.pretrained is None:
                 raise ValueError(
@@ -115,7 +134,9 @@ class TrainConfig:
             raise ValueError("give the length of training: steps (tfseg train --steps N) or epochs (--epochs N)")
 
     def _take_architecture_from_card(self):
-        from tfseg import zoo
+        from tfseg.catalogue import catalogue
+
+        zoo = catalogue()
 
         card = zoo.card(self.pretrained)
         given_model = self.model not in (TrainConfig.model, card.builder)
@@ -195,7 +216,9 @@ def fine_tuning_defaults(name):
     CamVid DeepLab v3+: SGD at 0.007, re-estimated batch norm and 0.5-2.0 scaling took val mean
     IoU from 47.0 to 5 in 10 steps of batch 2; these defaults keep it (tools/results/camvid.md).
     """
-    from tfseg import zoo
+    from tfseg.catalogue import catalogue
+
+    zoo = catalogue()
 
     card = zoo.card(name)
     recipe_file = card.recipe_file()

@@ -12,6 +12,7 @@ import types
 import keras
 import tensorflow as tf
 
+from tfseg.training.keras_internals import require
 from tfseg.training.schedules import PolyDecay
 
 
@@ -79,7 +80,7 @@ def global_batch_moments(inputs, axes):
 def _synchronized_moments(layer, inputs, mask):
     if mask is not None:
         return type(layer)._moments(layer, inputs, mask)
-    mean, variance = global_batch_moments(inputs, layer._reduction_axes)
+    mean, variance = global_batch_moments(inputs, require(layer, "_reduction_axes"))
     return tf.cast(mean, inputs.dtype), tf.cast(variance, inputs.dtype)
 
 
@@ -89,6 +90,8 @@ def synchronize_batch_norm(model):
     Training-time only: the saved model holds plain batch norm layers.
     """
     for layer in batch_norm_layers(model):
+        require(layer, "_moments")
+        require(layer, "_reduction_axes")
         layer._moments = types.MethodType(_synchronized_moments, layer)
 
 
@@ -111,23 +114,27 @@ def set_batch_norm_momentum(model, momentum, total_steps):
         layer.momentum = short_run_momentum(total_steps, layer.momentum) if momentum == "auto" else float(momentum)
 
 
-DECAYED_LAYER_TYPES = (
-    keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D,
-    keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.Dense,
+# layer type -> the attribute of its decayed kernel. Keras 3's depthwise layers subclass none of these
+# (DepthwiseConv1D/2D hold ``depthwise_kernel`` only); a separable convolution's pointwise kernel is decayed.
+DECAYED_KERNELS = (
+    ((keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
+      keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.Dense), "kernel"),
+    ((keras.layers.SeparableConv1D, keras.layers.SeparableConv2D), "pointwise_kernel"),
 )
 
 
 def decayed_kernels(model):
     """The trainable variables weight decay applies to, chosen by layer type, not by name.
 
-    Kernels of convolutions, transposed convolutions and dense layers. Depthwise kernels, biases
-    and batch-norm parameters are not decayed: the official DeepLab Xception and MobileNetV2 scopes
-    use ``regularize_depthwise=False`` and slim regularises ``weights`` only.
+    Kernels of convolutions, transposed convolutions and dense layers, and the pointwise kernels of
+    separable convolutions. Depthwise kernels, biases and batch-norm parameters are not decayed:
+    the official DeepLab Xception and MobileNetV2 scopes use ``regularize_depthwise=False`` and slim
+    regularises ``weights`` only.
     """
     kernels = []
     for layer in _all_layers(model):
-        if isinstance(layer, DECAYED_LAYER_TYPES) and not isinstance(layer, keras.layers.DepthwiseConv2D):
-            kernel = getattr(layer, "kernel", None)
+        for types_, attribute in DECAYED_KERNELS:
+            kernel = getattr(layer, attribute, None) if isinstance(layer, types_) else None
             if kernel is not None and kernel.trainable and layer.trainable:
                 kernels.append(kernel)
     return kernels
@@ -170,7 +177,9 @@ def build_training_model(config, num_classes, total_steps):
     from tfseg.registry import build_model
 
     if config.pretrained:
-        from tfseg import zoo
+        from tfseg.catalogue import catalogue
+
+        zoo = catalogue()
 
         weights = config.pretrained_weights or "pretrained"
         model = zoo.load(config.pretrained, weights=weights, num_classes=num_classes)

@@ -20,29 +20,54 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from tfseg.data.base import DamagedFile
+from tfseg.files import write_text
 from tfseg.inference.metadata import ModelInfo, info_of, save_keras_model
 from tfseg.training.callbacks import BEST_MODEL, PeriodicEvaluation, RunProgress, append_log
-from tfseg.training.checkpoint import RunCheckpoint, StepCheckpoint, check_resumable, remove_checkpoints
+from tfseg.training.checkpoint import (
+    CHECKPOINT_FOLDER, RunCheckpoint, StepCheckpoint, check_resumable, remove_run_files, save_fingerprint,
+)
 from tfseg.training.config import TrainConfig, load_config
 from tfseg.training.model_setup import (  # noqa: F401  (configure_for_fine_tuning, find_backbone: public here)
     build_training_model, configure_for_fine_tuning, find_backbone, make_optimizer, synchronize_batch_norm,
 )
-from tfseg.training.strategy import is_chief, make_strategy, strategy_name
+from tfseg.training.keras_internals import require
+from tfseg.training.strategy import is_chief, make_strategy, strategy_name, tf_config_workers
 
 # Errors a collective raises when a peer worker has gone (MultiWorkerMirroredStrategy's health
 # check aborts pending collectives with UNAVAILABLE within about a minute of a worker's death).
 PEER_FAILURES = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError)
 
 
-class WorkerLost(RuntimeError):
+class InvalidRun(ValueError):
+    """The configuration, data or resume cannot run; raised before anything was written or deleted."""
+
+
+class TrainingStopped(RuntimeError):
+    """A run that started ended early for a reason outside the code (data, cluster); its checkpoints are kept."""
+
+
+class WorkerLost(TrainingStopped):
     """A worker of a multi-worker run stopped; every worker must be restarted."""
+
+
+class WorkersOutOfStep(TrainingStopped):
+    """The workers of a multi-worker run restored different steps (their out_dir is not one shared folder)."""
+
+
+class DamagedData(TrainingStopped):
+    """A training or validation file failed to decode during the run."""
+
+
+# Errors of bad input while a run is checked and set up (nothing written yet): train() re-raises them as InvalidRun.
+SETUP_ERRORS = (ValueError, TypeError, FileNotFoundError, NotADirectoryError)
 
 
 class TrainingRun:
     """What one call of :func:`train` sets up before any work: the config, data, strategy and paths.
 
-    Opening the dataset checks its layout and every file's header (a bad file or folder fails
-    here, naming it); no pixel is decoded until the input stream needs it.
+    Opening the dataset checks its layout and every file's head and tail (a missing, foreign or
+    truncated file fails here, naming it); no pixel is decoded until the input stream needs it.
     """
 
     def __init__(self, config, restart=False, extend=False):
@@ -58,35 +83,59 @@ class TrainingRun:
             self.val_source = ExampleSource(self.dataset, config.val_split).check_files()
         self.steps_per_epoch = steps_per_epoch(len(self.train_source), config.batch_size, config.train_split)
         self.total_steps = int(config.steps or config.epochs * self.steps_per_epoch)
-        self.start = check_resumable(self.out_dir, config.to_dict(), restart=restart, extend=extend)
+        self.fingerprint = self.train_source.fingerprint()
+        self.start = check_resumable(self.out_dir, config.to_dict(), restart=restart, extend=extend,
+                                     fingerprint=self.fingerprint)
 
     def split_name(self, split):
         note = self.dataset.split_notes.get(split)
         return f"{self.dataset.name}:{split}" + (f" ({note})" if note else "")
 
     def class_weights(self):
-        if isinstance(self.config.class_weights, str):
-            from tfseg.data.pipeline import CLASS_WEIGHTINGS
+        """The configured class weights; a named weighting is counted on the label maps once per
+        training-file fingerprint and kept in ``<out_dir>/class_weights.json`` (:meth:`save_class_weights`)."""
+        if not isinstance(self.config.class_weights, str):
+            return self.config.class_weights
+        from tfseg.data.pipeline import CLASS_WEIGHTINGS, fingerprint_digest
 
-            return CLASS_WEIGHTINGS[self.config.class_weights](self.train_source, self.dataset.num_classes)
-        return self.config.class_weights
+        key = {"weighting": self.config.class_weights, "num_classes": self.dataset.num_classes,
+               "fingerprint": fingerprint_digest(self.fingerprint)}
+        cache = self.out_dir / "class_weights.json"
+        if cache.is_file():
+            saved = json.loads(cache.read_text())
+            if {k: saved.get(k) for k in key} == key:
+                return saved["weights"]
+        weights = CLASS_WEIGHTINGS[self.config.class_weights](self.train_source, self.dataset.num_classes)
+        self._computed_class_weights = {**key, "weights": weights}
+        return weights
+
+    def save_class_weights(self):
+        computed = getattr(self, "_computed_class_weights", None)
+        if computed is not None and is_chief():
+            write_text(self.out_dir / "class_weights.json", json.dumps(computed))
 
 
 def train(config=None, *, callbacks=(), restart=False, extend=False, **overrides):
     """Train as ``config`` says (a ``TrainConfig``, a path to a YAML/JSON file, or None) plus ``overrides``.
 
     Resumes from the newest checkpoint in ``<out_dir>/checkpoints`` when there is one and the
-    configuration is the run's (a changed key is refused, naming it); ``restart=True`` deletes the
-    checkpoints and starts over, ``extend=True`` continues a run whose ``steps``/``epochs`` grew.
-    Writes ``<out_dir>/model.keras`` (with the dataset's classes and palette inside), ``config.json``, TensorBoard logs in ``<out_dir>/logs``, with a
-    validation split ``metrics.json`` and, with periodic evaluation, ``best.keras``. The global
-    mixed-precision policy is left as it was. Returns ``(model, history)``.
+    configuration and training files are the run's (a changed key or file is refused, naming it);
+    ``restart=True`` deletes the old run's files and starts over, ``extend=True`` continues a run
+    whose ``steps``/``epochs`` grew or whose training files changed. Everything that can be refused
+    (config, data, resume, strategy, model) is checked before a file is written or deleted, and
+    raises ``InvalidRun``. Writes ``<out_dir>/model.keras`` (with the dataset's classes and palette
+    inside), ``config.json``, TensorBoard logs in ``<out_dir>/logs``, with a validation split
+    ``metrics.json`` and, with periodic evaluation, ``best.keras``; each file is renamed into place
+    whole. The global mixed-precision policy is left as it was. Returns ``(model, history)``.
     """
-    if not isinstance(config, TrainConfig):
-        config = load_config(config, **overrides)
-    elif overrides:
-        config = load_config(None, **{**config.to_dict(), **overrides})
-    run = TrainingRun(config, restart=restart, extend=extend)
+    try:
+        if not isinstance(config, TrainConfig):
+            config = load_config(config, **overrides)
+        elif overrides:
+            config = load_config(None, **{**config.to_dict(), **overrides})
+        run = TrainingRun(config, restart=restart, extend=extend)
+    except SETUP_ERRORS as error:
+        raise InvalidRun(str(error)) from error
     policy = keras.mixed_precision.global_policy()
     try:
         if config.mixed_precision:
@@ -96,8 +145,8 @@ def train(config=None, *, callbacks=(), restart=False, extend=False, **overrides
         keras.mixed_precision.set_global_policy(policy)
 
 
-def _train(run, extra_callbacks):
-    from tfseg.data.pipeline import training_batches
+def _set_up(run):
+    """Strategy, class weights, model, optimizer and loss: every check that can fail, nothing written."""
     from tfseg.losses import SparseCrossEntropyWithIgnore
 
     config = run.config
@@ -105,14 +154,7 @@ def _train(run, extra_callbacks):
     if config.batch_size % strategy.num_replicas_in_sync:
         raise ValueError(f"batch_size={config.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas of the strategy")
-    chief = is_chief()
-    if run.start == "restart":
-        remove_checkpoints(run.out_dir)
-    if chief:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-        (run.out_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2, default=list))
     class_weights = run.class_weights()
-
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():
         model = build_training_model(config, run.dataset.num_classes, run.total_steps)
@@ -123,9 +165,41 @@ def _train(run, extra_callbacks):
         loss = SparseCrossEntropyWithIgnore(ignore_label=run.dataset.ignore_label, class_weights=class_weights,
                                             label_smoothing=config.label_smoothing)
         model.compile(optimizer=optimizer, loss=loss, jit_compile=config.jit_compile)
+    return strategy, model, optimizer
+
+
+def _train(run, extra_callbacks):
+    try:
+        return _train_steps(run, extra_callbacks)
+    except PEER_FAILURES as error:  # a worker died while the cluster set up, restored or checked its step
+        if tf_config_workers() < 2:
+            raise
+        raise worker_lost(error, run.out_dir / CHECKPOINT_FOLDER) from None
+
+
+def _train_steps(run, extra_callbacks):
+    from tfseg.data.pipeline import training_batches
+
+    config = run.config
+    try:
+        strategy, model, optimizer = _set_up(run)
+    except SETUP_ERRORS as error:
+        raise InvalidRun(str(error)) from error
+    chief = is_chief()
+    # Checked: from here on the run acts.
+    if run.start == "restart":
+        remove_run_files(run.out_dir)
+    if chief:
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run.out_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=list))
+        save_fingerprint(run.out_dir, run.fingerprint)
+        run.save_class_weights()
+    with strategy.scope():
         state = RunCheckpoint(model, optimizer, run.out_dir)
         restored = state.restore() if run.start != "restart" else None
     start_step = state.batches_consumed
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        check_workers_restored_one_step(strategy, start_step, state.directory)
     info = ModelInfo.from_dataset(run.dataset, config.dataset_options, source="tfseg train",
                                   protocol=(info_of(model) or ModelInfo()).protocol)
     if chief and config.verbose:
@@ -158,7 +232,7 @@ def _train(run, extra_callbacks):
             # Keras 3.15's fit() pre-builds the model by reducing a distributed batch eagerly, which
             # MultiWorkerMirroredStrategy cannot do (keras-team/keras#20585). Without a recorded
             # strategy Keras skips that step and uses the strategy of the scope fit() runs in.
-            model._distribute_strategy = None
+            forget_distribution_strategy(model)
             _reduce_metrics_along_a_batch_axis(model)
         try:
             with strategy.scope():
@@ -166,14 +240,9 @@ def _train(run, extra_callbacks):
                     stream, epochs=epochs, initial_epoch=initial_epoch, steps_per_epoch=run.steps_per_epoch,
                     callbacks=all_callbacks, shuffle=False, verbose=0,
                 )
-        except PEER_FAILURES as error:
-            if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-                raise
-            raise WorkerLost(
-                f"another worker of the cluster stopped ({_cause(error)}); "
-                f"restart every worker with the same command and TF_CONFIG: each resumes from the last "
-                f"checkpoint in {state.directory}"
-            ) from None
+        except (tf.errors.OpError, DamagedFile) as error:
+            _raise_stopped(error, strategy, state, run)
+            raise
         if chief:
             append_log(run.out_dir, {"from_step": start_step, "to_step": state.batches_consumed,
                                      "optimizer_steps": int(optimizer.iterations.numpy()),
@@ -184,8 +253,8 @@ def _train(run, extra_callbacks):
         save_keras_model(model, run.out_dir / "model.keras", info)
         written = ["model.keras", "config.json", "checkpoints/", "logs/", "train_log.jsonl"]
         if run.val_source is not None:
-            result = _evaluate(model, run.val_source, config)
-            (run.out_dir / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2))
+            result = _evaluate_or_stop(model, run.val_source, config, state)
+            write_text(run.out_dir / "metrics.json", json.dumps(result.to_dict(), indent=2))
             written.append("metrics.json")
             if config.verbose:
                 print(f"final model on {run.split_name(config.val_split)}:", flush=True)
@@ -195,6 +264,47 @@ def _train(run, extra_callbacks):
         if config.verbose:
             print(f"wrote in {run.out_dir}: {', '.join(written)}", flush=True)
     return model, history
+
+
+def _raise_stopped(error, strategy, state, run):
+    """Re-raise an error of ``fit`` as the ``TrainingStopped`` it means (a damaged file, a lost worker)."""
+    failures = [s.failure for s in (run.train_source, run.val_source) if s is not None and s.failure is not None]
+    if isinstance(error, DamagedFile) or failures:
+        latest = state.latest()
+        kept = f"the last checkpoint {latest} is kept" if latest else "no checkpoint was written yet"
+        raise DamagedData(f"{failures[0] if failures else error}; {kept}: replace the file, then run the same "
+                          "command (with --extend if the files changed)") from None
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and isinstance(error, PEER_FAILURES):
+        raise worker_lost(error, state.directory) from None
+
+
+def worker_lost(error, directory):
+    return WorkerLost(
+        f"another worker of the cluster stopped ({_cause(error)}); restart every worker with the same command and "
+        f"TF_CONFIG: each resumes from the last checkpoint in {directory}"
+    )
+
+
+def _evaluate_or_stop(model, source, config, state):
+    try:
+        return _evaluate(model, source, config)
+    except DamagedFile as error:
+        raise DamagedData(f"{error}; the last checkpoint {state.latest()} is kept") from None
+
+
+def check_workers_restored_one_step(strategy, step, directory):
+    """Raise ``WorkersOutOfStep`` unless every worker of ``strategy`` restored ``step`` (one collective gather)."""
+
+    @tf.function
+    def steps():
+        return strategy.run(lambda: tf.constant([step], tf.int64))
+
+    restored = sorted(set(strategy.gather(steps(), axis=0).numpy().tolist()))
+    if len(restored) > 1:
+        raise WorkersOutOfStep(
+            f"the workers restored different steps {restored} (this worker: {step}); every worker must see the "
+            f"chief's {directory}: give them one shared out_dir, then restart every worker"
+        )
 
 
 def _cause(error):
@@ -230,6 +340,12 @@ def _describe_start(run, model, strategy):
         f"  strategy: {strategy_name(strategy)}; writing to {run.out_dir}",
         flush=True,
     )
+
+
+def forget_distribution_strategy(model):
+    """Clear the strategy Keras recorded on ``model`` at build time (a private attribute: checked, not guessed)."""
+    require(model, "_distribute_strategy")
+    model._distribute_strategy = None
 
 
 def _reduce_metrics_along_a_batch_axis(model):
