@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -105,7 +106,7 @@ def test_int8_is_full_integer_on_raw_pixels_and_keeps_val_miou(model, tmp_path):
         calibration_limit=8, input_size=SIZE, parity_data="camvid:val:6")
     # Calibrated on a seeded sample spread over the split (one of each two images), named in the report.
     calibration = report["calibration"]
-    assert calibration["count"] == 8 and "spread over the split, seed 0" in calibration["source"]
+    assert calibration["count"] == 8 and "at most 8 spread over it, seed 0" in calibration["source"]
     assert sorted(int(name) // 2 for name in calibration["images"]) == list(range(8))
     assert "int8 calibration: 8 images" in (tmp_path / "int8.tflite.parity.txt").read_text()
     content = (tmp_path / "int8.tflite").read_bytes()
@@ -196,3 +197,25 @@ def test_deeplab_v3plus_with_crf_exports_to_both_and_matches_keras_with_crf(tmp_
 
     image = synthetic_samples(1, (72, 96))[0].image
     assert np.mean(tfseg.predict(model, image, crf=crf) != tfseg.predict(model, image)) > 0.01
+
+
+def test_cli_calibration_from_a_folder_is_spread_and_counted(model, tmp_path, capfd):
+    """A plain folder of sequential frames: --calibration-limit 2 takes two spread over it, and says 2."""
+    from tfseg.cli import main
+
+    images, _ = downscaled("val", 6)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k, image in enumerate(images):
+        cv2.imwrite(str(folder / f"frame_{k:02d}.png"), image[..., ::-1])
+    model.save(tmp_path / "model.keras")
+    code = main(["export", str(tmp_path / "model.keras"), str(tmp_path / "int8.tflite"), "--format", "tflite",
+                 "--quantization", "int8", "--calibration", str(folder), "--calibration-limit", "2",
+                 "--input-size", f"{SIZE[0]}x{SIZE[1]}", "--parity-limit", "1"])
+    assert code == 0
+    err = capfd.readouterr().err
+    assert f"reading 2 calibration images from {folder}" in err
+    report = json.loads((tmp_path / "int8.tflite.parity.json").read_text())["calibration"]
+    assert report["count"] == 2 and "at most 2 spread over it, seed 0" in report["source"]
+    # one from each half of the six frames, not the first two
+    assert [int(name[-2:]) // 3 for name in report["images"]] == [0, 1]

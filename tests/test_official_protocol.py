@@ -125,4 +125,18 @@ def test_a_zoo_models_crf_is_its_cards_in_predict_and_in_exports():
     assert {k: file_info.crf[k] for k in card.crf} == card.crf
     assert file_info.class_names == card.class_names and file_info.source == "zoo:camvid_unet"
     plain = tfseg.build_model("unet", 11, base_filters=4, depth=2)
-    assert export_crf(plain, True) is True  # no card: tfseg's parameters
+    assert export_crf(plain, True) == {}  # no card: tfseg's parameters (the layer's defaults)
+    assert export_crf(plain, "fast") == {"downsample": 4, "iterations": 3}  # tfseg's fast mode
+
+
+def test_ade20k_resize_version_is_stated_on_the_card_and_in_the_readme_as_the_code_computes_it():
+    """The 2018 resize_to_range (long side at most 497), named on the card and in the README, is what the code does."""
+    from pathlib import Path
+
+    assert tuple(official_resized_size(375, 500, 513, 513, 16).numpy()) == (385, 497)
+    notes = " ".join(tfseg.zoo.card(ADE20K_CARD).data["notes"].split())
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for text in (notes, readme):
+        assert "resize_to_range(513, 513, factor 16)" in text and "of 2018" in text
+        assert "375x500 image goes to 385x497" in text
+    assert tfseg.zoo.card(ADE20K_CARD).protocol.resize == (513, 513, 16)

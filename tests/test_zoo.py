@@ -96,6 +96,12 @@ def test_a_bad_card_is_refused_naming_the_problem(tmp_path):
         read_card(_card_copy(tmp_path / "c", name, colour="red"))
     with pytest.raises(CardError, match="class names for num_classes"):
         read_card(_card_copy(tmp_path / "d", name, classes=["sky"]))
+    with pytest.raises(CardError, match=r"crf_fast must be the fast mode's parameters \(downsample > 1\)"):
+        read_card(_card_copy(tmp_path / "e", name, crf_fast={"iterations": 3}))
+    with pytest.raises(CardError, match=r"crf must be the exact mode's parameters"):
+        read_card(_card_copy(tmp_path / "f", name, crf={"downsample": 4}))
+    with pytest.raises(CardError, match="crf_fast parameters are not DenseCRF options: downsample"):
+        read_card(_card_copy(tmp_path / "g", name, crf_fast={"downsample": 0}))
 
 
 def test_unknown_zoo_name_lists_the_known_ones():

@@ -17,7 +17,7 @@ def colorize(label, palette, ignore_label=None, ignore_color=(0, 0, 0)):
 
 
 def overlay(image, label, palette, alpha=0.5, ignore_label=None):
-    """The label map's colours blended over the RGB image (ignored pixels keep the image)."""
+    """The label map's colours (weight ``alpha``) blended over the RGB image (ignored pixels keep the image)."""
     image = np.asarray(image, np.float32)
     colors = colorize(label, palette).astype(np.float32)
     blended = (1 - alpha) * image + alpha * colors
@@ -54,7 +54,8 @@ def confusion_chart(confusion, class_names, cell=36):
 
 
 def write_rgb(path, rgb):
+    """Write an RGB uint8 picture (PNG, JPEG, ... by the suffix); an unwritable path raises naming it."""
     import cv2
 
     if not cv2.imwrite(str(path), np.ascontiguousarray(np.asarray(rgb)[..., ::-1])):
-        raise OSError(f"could not write {path}")
+        raise OSError(f"cannot write {path}")

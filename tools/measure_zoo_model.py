@@ -1,6 +1,6 @@
 """Measure a CamVid zoo model and write the figures onto its card, each with its split and this command.
 
-    python tools/measure_zoo_model.py NAME [--tune-crf] [--multi-scale] [--tflite] [--holdout 0006R0]
+    python tools/measure_zoo_model.py NAME [--tune-crf] [--tune-fast-crf] [--multi-scale] [--tflite] [--holdout 0006R0]
 
 Two splits, always named on the card:
 
@@ -14,6 +14,11 @@ IoU) and per-class IoU of the model as ``tfseg.zoo.load`` gives it, under its ca
 ``--tune-crf``: DeepLab's search (Chen et al. 2015; the Gaussian kernel fixed at sxy 3 / compat 3,
 the bilateral kernel's weight and deviations searched, 10 iterations) on ``--search-images`` frames
 spread over the held-out split, the best setting written to the card; with the card's CRF;
+``--tune-fast-crf``: the fast mode's search (mean field at 1/``--fast-downsample`` resolution, the
+Gaussian kernel left out: at that scale it is narrower than a pixel; DeepLab's bilateral grid and
+2 or 3 iterations) on ``--fast-search-images`` frames spread over the held-out split (or val, with
+``--fast-search-split val``, for a card whose model trained on the held-out sequence); with the card's
+fast CRF;
 ``--multi-scale``: DeepLab's multi-scale inference with flips (``--scales``); ``--tflite``: float and
 full-integer int8 TFLite at 360x480 (int8 calibrated on a seeded spread sample of 100 train frames),
 their scores and LiteRT latency with 2 threads, timed in turn.
@@ -32,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 GAUSSIAN = dict(gaussian_sxy=3, gaussian_compat=3)
 GRID = dict(bilateral_compat=[3, 5], bilateral_sxy=[20, 50, 80], bilateral_srgb=[3, 5])
+FAST_GRID = dict(iterations=[2, 3], **GRID)
 SCORES = ("mean_iou", "pixel_accuracy", "mean_accuracy", "frequency_weighted_iou")
 
 
@@ -66,15 +72,18 @@ def spread(source, count):
     return subset
 
 
-def tune_crf(model, source, count):
+def tune_crf(model, source, count, grid=GRID, fixed=None):
+    """The best of ``grid``'s settings (with ``fixed``: by default DeepLab's Gaussian, 10 iterations) on
+    ``count`` frames spread over ``source``."""
     from tfseg.training.evaluate import evaluate_source
 
+    fixed = dict(GAUSSIAN, iterations=10) if fixed is None else fixed
     search = spread(source, count)
     base = float(evaluate_source(model, search, batch_size=2).scores["mean_iou"])
     print(f"CRF search on {count} held-out frames (no CRF: {100 * base:.2f})", flush=True)
     results = []
-    for values in itertools.product(*GRID.values()):
-        params = dict(GAUSSIAN, **dict(zip(GRID, values)), iterations=10)
+    for values in itertools.product(*grid.values()):
+        params = dict(fixed, **dict(zip(grid, values)))
         score = float(evaluate_source(model, search, batch_size=2, crf=params).scores["mean_iou"])
         results.append((score, params))
         print(f"  {json.dumps(params)}: {100 * score:.2f}", flush=True)
@@ -110,6 +119,12 @@ def main(argv=None):
     parser.add_argument("--holdout", default="0006R0", help="the CamVid train sequence to score on")
     parser.add_argument("--tune-crf", action="store_true")
     parser.add_argument("--search-images", type=int, default=6)
+    parser.add_argument("--tune-fast-crf", action="store_true")
+    parser.add_argument("--fast-downsample", type=int, default=4, help="the fast CRF's resolution divisor")
+    parser.add_argument("--fast-search-images", type=int, default=20)
+    parser.add_argument("--fast-search-split", choices=("heldout", "val"), default="heldout",
+                        help="where the fast CRF is searched: frames the model never saw (val for a card that "
+                             "trained on the held-out sequence)")
     parser.add_argument("--multi-scale", action="store_true")
     parser.add_argument("--scales", default="0.5,0.75,1.0,1.25,1.5,1.75", help="multi-scale inference scales")
     parser.add_argument("--tflite", action="store_true")
@@ -138,11 +153,20 @@ def main(argv=None):
         data["crf"] = tune_crf(model, named["heldout"][0], args.search_images)
         data["crf_tuning"] = (f"DeepLab's search (Gaussian fixed, bilateral grid {json.dumps(GRID)}) on "
                               f"{args.search_images} frames spread over {named['heldout'][1]}: {figures.command}")
-    if data.get("crf"):
+    if args.tune_fast_crf:
+        fixed = dict(gaussian_compat=0, downsample=args.fast_downsample)
+        search_source, search_split = named[args.fast_search_split]
+        data["crf_fast"] = tune_crf(model, search_source, args.fast_search_images, FAST_GRID, fixed)
+        data["crf_fast_tuning"] = (f"the fast mode's search (1/{args.fast_downsample} resolution, Gaussian left out, "
+                                   f"grid {json.dumps(FAST_GRID)}) on {args.fast_search_images} frames spread over "
+                                   f"{search_split}: {figures.command}")
+    for key, suffix in (("crf", "_crf"), ("crf_fast", "_crf_fast")):
+        if not data.get(key):
+            continue
         for prefix, (source, split) in named.items():
-            refined = evaluate_source(model, source, batch_size=2, crf=data["crf"])
-            print(f"{split}, CRF {data['crf']}: mean IoU {100 * refined.scores['mean_iou']:.2f}", flush=True)
-            figures.scores(prefix, "_crf", refined, split)
+            refined = evaluate_source(model, source, batch_size=2, crf=data[key])
+            print(f"{split}, CRF {data[key]}: mean IoU {100 * refined.scores['mean_iou']:.2f}", flush=True)
+            figures.scores(prefix, suffix, refined, split)
 
     if args.multi_scale:
         scales = tuple(float(s) for s in args.scales.split(","))

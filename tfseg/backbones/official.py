@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.backbones.weights import WeightsMismatchError
+from tfseg.backbones.weight_files import OFFICIAL_TARBALL_SUFFIXES, WeightsMismatchError, file_digest
 
 MAX_LISTED = 100  # names listed per kind of problem
 IGNORED_NAMES = ("global_step",)
@@ -403,7 +403,6 @@ def load_tarball(model, tarball, cache_folder):
     import tempfile
     import zipfile
 
-    from tfseg.backbones.weights import OFFICIAL_TARBALL_SUFFIXES, file_digest
 
     tarball, folder = Path(tarball), Path(cache_folder)
     stem = tarball.name

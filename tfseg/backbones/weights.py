@@ -25,7 +25,6 @@ tarball: the converted weights are cached in the cache folder (where the downloa
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
@@ -39,7 +38,17 @@ from pathlib import Path
 
 import numpy as np
 
-CACHE_ENV_VAR = "TFSEG_CACHE_DIR"
+from tfseg.backbones.weight_files import (  # noqa: F401  (re-exported: part of this module's interface)
+    CACHE_ENV_VAR,
+    OFFICIAL_TARBALL_SUFFIXES,
+    WeightsHashError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    default_cache_dir,
+    file_digest,
+    hash_algorithm_of,
+)
+
 DEFAULT_TIMEOUT_S = 10.0
 MAX_PROBLEMS_LISTED = 60
 _KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/"
@@ -121,54 +130,6 @@ IMAGENET_WEIGHTS = {
         format="official_deeplab_tarball",
     ),
 }
-OFFICIAL_TARBALL_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """The weight file is neither in the cache nor downloadable."""
-
-
-class WeightsHashError(ValueError):
-    """A weight file's hash differs from the pinned one."""
-
-
-class WeightsMismatchError(ValueError):
-    """A weight file does not fit the model (unmatched layers, counts or shapes)."""
-
-
-def default_cache_dir(cache_dir=None):
-    """``cache_dir``, else ``$TFSEG_CACHE_DIR``, else ``$KERAS_HOME/models`` or ``~/.keras/models``.
-
-    The default is the folder ``keras.utils.get_file(cache_subdir="models")`` uses, so files
-    keras.applications already downloaded are reused.
-    """
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV_VAR):
-        return Path(os.environ[CACHE_ENV_VAR]).expanduser()
-    keras_home = os.environ.get("KERAS_HOME") or os.path.join("~", ".keras")
-    return Path(keras_home).expanduser() / "models"
-
-
-def hash_algorithm_of(file_hash, hash_algorithm=None):
-    """``hash_algorithm``, or the one a hex digest's length implies (64: sha256, 32: md5)."""
-    if hash_algorithm is not None:
-        return hash_algorithm
-    lengths = {64: "sha256", 32: "md5"}
-    if len(file_hash) not in lengths:
-        raise ValueError(f"cannot tell the algorithm of hash {file_hash!r}; give a sha256 (64 hex) or md5 (32 hex)")
-    return lengths[len(file_hash)]
-
-
-def file_digest(path, algorithm="sha256", chunk_size=1 << 20):
-    """Hex digest of a file."""
-    hasher = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            hasher.update(chunk)
-    return hasher.hexdigest()
-
-
 def _fail_fast_on_dns(url, timeout):
     """Resolve the host within ``timeout`` (urlopen's timeout does not bound the DNS lookup)."""
     parsed = urllib.parse.urlparse(url)
@@ -518,7 +479,6 @@ def load_official_tarball(model, tarball, cache_dir=None):
     the weights); converted once and cached in the cache folder (``tfseg.backbones.official.load_tarball``).
     Returns the backbone's layer names that got weights.
     """
-    # Imported here: tfseg.backbones.official imports this module.
     from tfseg.backbones import official
 
     backbone = official.official_backbone(model)

@@ -45,6 +45,14 @@ def key_value(text):
     return key.strip(), value
 
 
+def add_crf_argument(parser, what):
+    """``--crf [exact|fast]``: bare ``--crf`` is the fast mode (the card's tuned one for a zoo model)."""
+    parser.add_argument("--crf", nargs="?", const="fast", default=None, choices=("exact", "fast"),
+                        help=f"{what} with the dense CRF: 'fast' (the default: mean field at reduced resolution, what a "
+                             "robot can afford) or 'exact' (full resolution, as pydensecrf); a zoo model's tuned "
+                             "parameters of that mode, else tfseg's")
+
+
 def reports_errors(command):
     """Print errors from bad input as one line (``tfseg NAME: error: ...``) and return 2, not a stack trace."""
 

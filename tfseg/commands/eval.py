@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from tfseg.commands.arguments import positive_int, reports_errors, size
+from tfseg.commands.arguments import add_crf_argument, positive_int, reports_errors, size
 from tfseg.commands.train import parse_value
 
 
@@ -32,11 +32,13 @@ def inference_options(args):
 
 
 def crf_options(args):
-    """None without --crf; else --crf-params, or True (the zoo card's tuned parameters, else tfseg's)."""
+    """None without --crf; else the mode ("fast" or "exact"), or --crf-params (DenseCRF options) as given."""
+    if args.crf_params and not args.crf:
+        raise ValueError("--crf-params applies with --crf")
     if not args.crf:
         return None
     if not args.crf_params:
-        return True
+        return args.crf
     params = parse_value(args.crf_params)
     if not isinstance(params, dict):
         raise ValueError(f"--crf-params must be a JSON object, got {args.crf_params!r}")
@@ -82,7 +84,7 @@ def run(args):
         runs["crf"] = Predictor(predictor.runner, options=options, crf=crf)
     results = {}
     for label, run_predictor in runs.items():
-        crf_text = ", then the dense CRF" if label == "crf" else ""
+        crf_text = f", then the {run_predictor.crf_layer.describe()}" if label == "crf" else ""
         say(f"evaluating {predictor.runner.name} ({predictor.runner.format}): {options.describe(predictor.protocol)}"
             f"{crf_text}; batch {args.batch_size} over {strategy.num_replicas_in_sync} replica(s)")
         with Progress(len(source), "images") as bar:
@@ -118,7 +120,7 @@ def register(subparsers):
     parser.add_argument("--window", type=size, help="sliding-window inference with HxW crops (not with --scales/--flip)")
     parser.add_argument("--protocol", default="auto",
                         help="how images are fed: auto (the model's own: its card or file), whole, or pad:HxW")
-    parser.add_argument("--crf", action="store_true", help="also evaluate with the dense CRF")
+    add_crf_argument(parser, "also evaluate")
     parser.add_argument("--crf-params", help="JSON object of DenseCRF options (default: a zoo card's tuned ones, else tfseg's)")
     parser.add_argument("--strategy", default="default")
     parser.add_argument("--logical-cpus", type=int, default=0)

@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from tfseg.commands.arguments import positive_int, reports_errors, size
+from tfseg.commands.arguments import add_crf_argument, positive_int, reports_errors, size
 
 EXPORT_FORMATS = ("saved_model", "tflite")
 
@@ -32,7 +32,7 @@ def run(args):
     def progress(text):
         print(f"[{time.perf_counter() - started:5.0f} s] {text}", file=log, flush=True)
 
-    crf = True if args.crf else None
+    crf = args.crf
     if args.format == "saved_model":
         for option, value in (("--quantization", args.quantization != "none"), ("--calibration", args.calibration),
                               ("--input-size", args.input_size), ("--threads", args.threads)):
@@ -71,8 +71,7 @@ def register(subparsers):
                         help=f"calibrate on this many images, spread over a split (default {DEFAULT_CALIBRATION_LIMIT})")
     parser.add_argument("--input-size", type=size, default=None,
                         help="fixed HxW input for TFLite (default: dynamic, or an official card's canvas)")
-    parser.add_argument("--crf", action="store_true",
-                        help="put the dense CRF inside (a zoo model's tuned parameters, else tfseg's)")
+    add_crf_argument(parser, "put inside the file the model refined")
     parser.add_argument("--parity", default=None,
                         help="images for the parity report: a folder or a split such as camvid:val (default: synthetic)")
     parser.add_argument("--parity-limit", type=positive_int, default=None, help="use at most this many parity images")

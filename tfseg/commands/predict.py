@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from tfseg.commands.arguments import positive_int, reports_errors, size
+from tfseg.commands.arguments import add_crf_argument, positive_int, reports_errors, size
 
 
 def _samples(source, limit, reader_options):
@@ -35,7 +35,7 @@ def run(args):
     if split is None:  # a bad image source fails before the model is loaded
         samples, count, unit = _samples(args.input, args.limit, None)
     print(f"loading {args.model}", file=sys.stderr, flush=True)
-    predictor = Predictor(args.model, crf=True if args.crf else None, options=options, num_threads=args.threads)
+    predictor = Predictor(args.model, crf=args.crf, options=options, num_threads=args.threads)
     info = predictor.info
     if split is not None:  # read with the model's reader options (ADE20K's numbering for the official card)
         samples, count, unit = _samples(args.input, args.limit, dict(info.dataset_options)
@@ -47,7 +47,7 @@ def run(args):
     write_legend(out, names, colors)
     print(f"{predictor.runner.name} ({predictor.runner.format}, {predictor.num_classes} classes"
           f"{', ' + info.dataset if info.dataset else ''}): {options.describe(predictor.protocol)}"
-          f"{', then the dense CRF' if predictor.crf_layer is not None else ''}", file=sys.stderr, flush=True)
+          f"{', then the ' + predictor.crf_layer.describe() if predictor.crf_layer is not None else ''}", file=sys.stderr, flush=True)
     written = 0
     with Progress(count, unit) as progress:
         for sample in samples:
@@ -69,7 +69,7 @@ def register(subparsers):
     parser.add_argument("input", help="an image, a folder of images, a video file, or a split such as camvid:val, "
                                       "voc:val, folder:PATH")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--crf", action="store_true", help="refine with the dense CRF (tfseg's parameters; a zoo model's tuned ones)")
+    add_crf_argument(parser, "refine the labels")
     parser.add_argument("--scales", help="comma-separated, or 'deeplab' for 0.5,0.75,...,1.75 (default 1.0)")
     parser.add_argument("--flip", action="store_true", help="also average the left-right flipped image")
     parser.add_argument("--window", type=size, help="sliding-window inference with HxW crops (not with --scales/--flip)")

@@ -24,17 +24,20 @@ from tfseg.inference.sources import Sample
 PERCENT = 100.0
 # The DenseCRF options an exported file's metadata records for the CRF it holds.
 CRF_OPTIONS = ("gaussian_sxy", "gaussian_compat", "bilateral_sxy", "bilateral_srgb", "bilateral_compat", "iterations",
-               "gaussian_filter")
+               "gaussian_filter", "downsample")
 
 
 def export_crf(model, crf):
-    """``crf`` for an export of ``model``: ``True`` means the card's tuned parameters for a zoo model."""
-    info = info_of(model)
-    if crf is True and info is not None and info.source.startswith("zoo:"):
-        from tfseg.inference.runners import card_crf
+    """``crf`` for an export of ``model``: a mode ("exact", "fast"; ``True``: "exact") means the zoo card's tuned
+    options of that mode for a zoo model, else tfseg's."""
+    from tfseg.inference.runners import requested_crf
 
-        return card_crf(info.source.removeprefix("zoo:"))
-    return crf
+    info = info_of(model)
+    if crf not in (None, False) and info is not None and not info.protocol.is_whole_image:
+        raise ValueError(f"{model.name} is fed {info.protocol.describe()}: a CRF inside the file would refine the "
+                         "padded canvas, not the image; export without crf= (--crf) and refine after it with "
+                         "tfseg.predict(..., crf=) (tfseg predict --crf)")
+    return requested_crf(crf, info)
 
 
 def exported_info(model, info, crf_layer):
@@ -56,16 +59,13 @@ def common_input_size(runners):
 
 
 def _resized(sample, size):
-    import cv2
+    """``sample`` at a fixed-size graph's ``size``, resized as inference and calibration resize."""
+    from tfseg.inference.modes import resized_labels, resized_pixels
 
     if size is None or sample.image.shape[:2] == tuple(size):
         return sample
-    height, width = size
-    image = cv2.resize(sample.image, (width, height), interpolation=cv2.INTER_LINEAR)
-    label = None
-    if sample.label is not None:
-        label = cv2.resize(sample.label, (width, height), interpolation=cv2.INTER_NEAREST)
-    return Sample(sample.name, image, label, sample.ignore_label)
+    label = None if sample.label is None else resized_labels(sample.label, size)
+    return Sample(sample.name, resized_pixels(sample.image, size), label, sample.ignore_label)
 
 
 class _Scores:

@@ -24,6 +24,7 @@ from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, co
 from tfseg.inference.metadata import with_tflite_info
 from tfseg.inference.native_log import silenced_native_stderr
 from tfseg.inference.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
+from tfseg.inference.sources import count_samples
 
 QUANTIZATIONS = ("none", "fp16", "dynamic", "int8")
 DEFAULT_CALIBRATION_LIMIT = 100
@@ -78,7 +79,8 @@ def tflite(model_or_path, path, *, quantization="none", representative_data=None
     spec = _image_spec(serving, input_size)
     calibration, calibration_record = None, None
     if quantization == "int8":
-        say(f"reading {calibration_limit} calibration images from {representative_data}")
+        say(f"reading {count_samples(representative_data, calibration_limit, sample_seed=CALIBRATION_SEED)} "
+            f"calibration images from {representative_data}")
         calibration, calibration_record = _calibration_images(representative_data, calibration_limit, spec,
                                                               file_info.protocol)
     say(f"converting to TFLite ({quantization})" + (", calibrating int8" if quantization == "int8" else ""))
@@ -164,12 +166,12 @@ def _calibration_images(source, limit, spec, protocol):
 
 def fit_to_input(image, size, protocol):
     """``image`` as a fixed-size graph of ``size`` sees it: through the protocol onto its canvas when the
-    canvas is that size (rounded to uint8), else resized (bilinear); unchanged when the size is dynamic."""
-    import cv2
+    canvas is that size (rounded to uint8), else resized as inference resizes (``resized_pixels``);
+    unchanged when the size is dynamic."""
     import numpy as np
     import tensorflow as tf
 
-    from tfseg.inference.modes import official_resized_size, pad_to_at_least, resize_align_corners
+    from tfseg.inference.modes import official_resized_size, pad_to_at_least, resize_align_corners, resized_pixels
 
     height, width = size
     if height is None or image.shape[:2] == (height, width):
@@ -181,7 +183,7 @@ def fit_to_input(image, size, protocol):
         if pixels.shape[1] <= height and pixels.shape[2] <= width:
             canvas = pad_to_at_least(pixels, (height, width), protocol.pad_value)[0].numpy()
             return np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+    return resized_pixels(image, (height, width))
 
 
 def convert(serving, spec, quantization="none", calibration=None, on_calibration_image=None):

@@ -113,48 +113,59 @@ def evaluate(model, source, *, batch_size=1, strategy=None, options=None, crf=No
             for index in batch:
                 image, label = source[index]
                 _, probabilities = predictor(image)
-                confusion += _numpy_confusion(label, probabilities.argmax(-1), dataset)
+                confusion += image_confusion(label, probabilities.argmax(-1), dataset.num_classes,
+                                             dataset.ignore_label).numpy()
             done += len(batch)
             if progress is not None:
                 progress(done)
     return EvaluationResult(np.rint(confusion).astype(np.int64), tuple(dataset.class_names))
 
 
-def _numpy_confusion(label, predicted, dataset):
+def image_confusion(label, predicted, num_classes, ignore_label=None):
+    """Confusion matrix (float64 ``[true, predicted]``) of predicted labels ``[..., H, W]`` against the truth.
+
+    The truth is centre-cropped to the prediction's size (``truth_under``; a valid-convolution model
+    predicts a smaller map). TF ops: eager on arrays (the exported files' path) or traced (Keras).
+    """
+    import tensorflow as tf
+
     from tfseg.metrics import confusion_matrix
 
-    label = truth_under(label, predicted.shape)
-    return confusion_matrix(label, predicted, dataset.num_classes, dataset.ignore_label, dtype="float64").numpy()
+    predicted = tf.convert_to_tensor(predicted)
+    label = truth_under(tf.convert_to_tensor(label), tf.shape(predicted)[-2:])
+    return confusion_matrix(label, predicted, num_classes, ignore_label, dtype=tf.float64)
 
 
 def truth_under(label, shape):
-    """The ground truth under a prediction of ``shape``: centre-cropped for valid-convolution models."""
+    """The ground truth ``[..., h, w]`` (array or tensor) under a prediction of ``shape`` (H, W), centre-cropped."""
+    import tensorflow as tf
+
+    if tf.is_tensor(label) or tf.is_tensor(shape):
+        size = tf.shape(label)[-2:]
+        tf.debugging.assert_less_equal(shape, size, message="predictions are larger than the label map")
+        top, left = tf.unstack((size - shape) // 2)
+        return label[..., top : top + shape[0], left : left + shape[1]]
     height, width = shape
-    if label.shape[0] < height or label.shape[1] < width:
+    if label.shape[-2] < height or label.shape[-1] < width:
         raise ValueError(f"predictions of shape {tuple(shape)} are larger than the label map {label.shape}")
-    top, left = (label.shape[0] - height) // 2, (label.shape[1] - width) // 2
-    return label[top : top + height, left : left + width]
+    top, left = (label.shape[-2] - height) // 2, (label.shape[-1] - width) // 2
+    return label[..., top : top + height, left : left + width]
 
 
 def _distributed_confusion(predictor, source, batches, dataset, strategy, progress):
     import tensorflow as tf
 
-    from tfseg.metrics import confusion_matrix
-
     strategy = strategy or tf.distribute.get_strategy()
     classes, ignore = dataset.num_classes, dataset.ignore_label
 
-    def image_confusion(image, label):
+    def predicted_confusion(image, label):
         predicted = tf.argmax(predictor.tensor_probabilities(image), axis=-1, output_type=tf.int32)
-        shape = tf.shape(predicted)[1:3]
-        offset = (tf.shape(label)[1:3] - shape) // 2
-        label = label[:, offset[0] : offset[0] + shape[0], offset[1] : offset[1] + shape[1]]
-        return confusion_matrix(label, predicted, classes, ignore, dtype=tf.float64)
+        return image_confusion(label, predicted, classes, ignore)
 
     def replica_confusion(images, labels):
         # One image at a time: the numbers do not depend on how many images a replica receives.
         def body(i, total):
-            return i + 1, total + image_confusion(images[i : i + 1], labels[i : i + 1])
+            return i + 1, total + predicted_confusion(images[i : i + 1], labels[i : i + 1])
 
         zeros = tf.zeros([classes, classes], tf.float64)
         return tf.while_loop(lambda i, _: i < tf.shape(images)[0], body, (0, zeros))[1]

@@ -52,11 +52,11 @@ class ModelInfo:
 
     def colors(self, num_classes):
         """``(num_classes, 3)`` uint8 RGB: the palette, or VOC's colour map when there is none."""
-        from tfseg.inference.outputs import palette as voc_palette
+        from tfseg.data.palettes import voc_colormap
 
         if len(self.palette) == num_classes:
             return np.array(self.palette, np.uint8)
-        return voc_palette(num_classes)
+        return voc_colormap(num_classes)
 
     def names(self, num_classes):
         return self.class_names if len(self.class_names) == num_classes else tuple(str(k) for k in range(num_classes))

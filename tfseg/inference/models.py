@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tfseg.catalogue import catalogue
 from tfseg.inference.metadata import attach, read_keras_info
 
 ZOO_PREFIX = "zoo:"
@@ -14,17 +15,13 @@ def zoo_name(model):
     """The zoo name ``model`` means (``zoo:NAME`` or a card's name that is not a path), else None."""
     if not isinstance(model, (str, Path)) or Path(model).exists():
         return None
-    from tfseg import zoo
-
     name = str(model).removeprefix(ZOO_PREFIX)
-    return name if name in zoo.list() else None
+    return name if name in catalogue().list() else None
 
 
 def load_keras_model(path):
     """A ``.keras`` file as a ``keras.Model``, with the ``ModelInfo`` saved in it attached."""
-    import keras
-
-    import tfseg  # noqa: F401  (registers tfseg's layers for deserialisation)
+    import keras  # tfseg's layers are registered for deserialisation: importing any tfseg module imports tfseg
 
     try:
         model = keras.saving.load_model(str(path), compile=False)
@@ -35,9 +32,7 @@ def load_keras_model(path):
 
 def load_zoo_model(name):
     """The zoo model ``name`` with its pretrained weights and the card's metadata."""
-    from tfseg import zoo
-
-    return zoo.load(name)
+    return catalogue().load(name)
 
 
 def as_keras_model(model):

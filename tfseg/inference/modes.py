@@ -82,6 +82,26 @@ def _size(value, key):
     return height, width
 
 
+def resize_to_size(images, size, method="bilinear"):
+    """``images`` [B, h, w, K] resized to ``size`` (H, W), half-pixel centres: the one resize to a fixed size,
+    for a fixed-size graph's input and output here and for int8 calibration and parity images."""
+    return tf.image.resize(images, size, method=method)
+
+
+def resized_pixels(image, size):
+    """uint8 RGB [H, W, 3] as a fixed-size graph of ``size`` is fed it (``resize_to_size``, rounded to uint8)."""
+    import numpy as np
+
+    resized = resize_to_size(tf.constant(image[None], tf.float32), size)[0].numpy()
+    return np.clip(np.round(resized), 0, 255).astype(np.uint8)
+
+
+def resized_labels(label, size):
+    """A label map [H, W] at ``size`` by nearest neighbour (``resize_to_size``)."""
+    label = tf.constant(label[None, ..., None])
+    return resize_to_size(label, size, method="nearest")[0, ..., 0].numpy()
+
+
 def resize_align_corners(images, size):
     """Bilinear resize with ``align_corners=True`` (the official DeepLab resizes; TF1's ``resize_bilinear``)."""
     return tf.raw_ops.ResizeBilinear(images=images, size=size, align_corners=True, half_pixel_centers=False)
@@ -194,9 +214,8 @@ def probabilities(logits_fn, images, num_classes, options=None, protocol=WHOLE_I
         canvas = pad_to_at_least(inputs, protocol.canvas, protocol.pad_value)
         result = multi_scale_probabilities(logits_fn, canvas, options.scales, options.flip)[:, : inner[0], : inner[1]]
     elif fixed_size is not None:
-        stretched = tf.image.resize(inputs, fixed_size, method="bilinear")
-        result = tf.image.resize(multi_scale_probabilities(logits_fn, stretched, options.scales, options.flip), inner,
-                                 method="bilinear")
+        stretched = resize_to_size(inputs, fixed_size)
+        result = resize_to_size(multi_scale_probabilities(logits_fn, stretched, options.scales, options.flip), inner)
     else:
         result = multi_scale_probabilities(logits_fn, inputs, options.scales, options.flip)
     if protocol.resize is not None:
@@ -224,6 +243,23 @@ def check_fixed_size(fixed_size, options, protocol, image_size, what):
         if tuple(canvas) != tuple(fixed_size):
             raise ValueError(f"{fixed}, but this {height}x{width} image goes on a {canvas[0]}x{canvas[1]} canvas "
                              f"({protocol.describe()})")
+
+
+def check_crf_inside(name, options, protocol):
+    """Refuse what a file holding a dense CRF cannot do as the Keras model + CRF does it (refine once, at the end).
+
+    Its CRF refines whatever the file is fed: each scale, flip or window before they are averaged,
+    or a padded canvas with its padding; ``Predictor(crf=)`` refines the averaged probabilities
+    at the image's own size once.
+    """
+    if options.window is not None or options.scales != (1.0,) or options.flip:
+        raise ValueError(f"{name} holds a dense CRF, which would refine every scale, flip or window before they are "
+                         f"averaged ({options.describe()}), not once after as crf= does: infer on the whole image, "
+                         "or export the model without --crf and refine here with crf= (--crf)")
+    if not protocol.is_whole_image:
+        raise ValueError(f"{name} holds a dense CRF, which would refine the image as this protocol feeds it "
+                         f"({protocol.describe()}), not at its own size as crf= does: export the model without "
+                         "--crf and refine here with crf= (--crf)")
 
 
 def refine_with_crf(crf_layer, pixels, probabilities):

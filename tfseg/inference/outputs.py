@@ -1,4 +1,8 @@
-"""What ``tfseg predict`` writes: label PNGs (class ids), colour overlays, and the legend of the colours."""
+"""What ``tfseg predict`` writes: label PNGs (class ids), colour overlays, and the legend of the colours.
+
+Colours come from ``tfseg.data.palettes`` (through ``ModelInfo.colors``), overlays from ``tfseg.visualize``:
+predict, eval, demo and the reports draw with the same code.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def palette(num_classes):
-    """``(num_classes, 3)`` uint8 RGB colours: the PASCAL VOC colour map (bits of the class id spread over RGB)."""
-    colors = np.zeros((num_classes, 3), np.uint8)
-    for index in range(num_classes):
-        value, r, g, b = index, 0, 0, 0
-        for shift in range(7, -1, -1):
-            r |= ((value >> 0) & 1) << shift
-            g |= ((value >> 1) & 1) << shift
-            b |= ((value >> 2) & 1) << shift
-            value >>= 3
-        colors[index] = (r, g, b)
-    return colors
-
-
-def overlay(image, labels, colors, alpha=0.5):
-    """``image`` blended with the colours of ``labels`` (weight ``alpha`` on the colours)."""
-    colored = colors[np.clip(labels, 0, len(colors) - 1)]
-    return np.round((1 - alpha) * image + alpha * colored).astype(np.uint8)
+from tfseg.visualize import overlay, write_rgb
 
 
 def write_prediction(folder, name, image, labels, colors, alpha=0.5):
@@ -35,9 +21,9 @@ def write_prediction(folder, name, image, labels, colors, alpha=0.5):
     ids = labels.astype(np.uint8 if len(colors) <= 256 else np.uint16)
     label_path = folder / f"{name}_labels.png"
     overlay_path = folder / f"{name}_overlay.png"
-    for path, data in ((label_path, ids), (overlay_path, cv2.cvtColor(overlay(image, labels, colors, alpha), cv2.COLOR_RGB2BGR))):
-        if not cv2.imwrite(str(path), data):
-            raise OSError(f"cannot write {path}")
+    if not cv2.imwrite(str(label_path), ids):
+        raise OSError(f"cannot write {label_path}")
+    write_rgb(overlay_path, overlay(image, labels, colors, alpha))
     return label_path, overlay_path
 
 
@@ -54,6 +40,5 @@ def write_legend(folder, class_names, colors):
         picture[k * row + 2 : (k + 1) * row, 4:24] = color
         cv2.putText(picture, f"{k} {name}", (30, (k + 1) * row - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1)
     legend_path = folder / "legend.png"
-    if not cv2.imwrite(str(legend_path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"cannot write {legend_path}")
+    write_rgb(legend_path, picture)
     return text_path, legend_path

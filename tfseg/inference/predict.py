@@ -11,17 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from tfseg.inference.modes import InferenceOptions, check_fixed_size, probabilities, refine_with_crf
-from tfseg.inference.runners import card_crf, load_runner
+from tfseg.inference.modes import InferenceOptions, check_crf_inside, check_fixed_size, probabilities, refine_with_crf
+from tfseg.inference.runners import load_runner, requested_crf
 from tfseg.inference.sources import check_image, read_image
 
 
 class Predictor:
     """``predictor(image) -> (labels int32 [H, W], probabilities float32 [H, W, C])`` for one model.
 
-    ``model``: anything ``load_runner`` takes. ``crf``: None, True (tfseg's parameters; the card's
-    tuned ones for a zoo model), a dict of ``tfseg.layers.DenseCRF`` options or a ``DenseCRF``;
-    refused for a file that already holds a CRF. ``options``: ``InferenceOptions`` (or pass
+    ``model``: anything ``load_runner`` takes. ``crf``: None, "fast" or "exact" (the zoo card's
+    tuned options of that mode, else tfseg's; True: "exact"), a dict of ``tfseg.layers.DenseCRF``
+    options or a ``DenseCRF``; it refines once, after the inference mode. Refused for a file that
+    already holds a CRF, and such a file refuses the modes its CRF cannot honour (see
+    ``check_crf_inside``). ``options``: ``InferenceOptions`` (or pass
     ``scales``, ``flip``, ``window``, ``window_stride``, ``protocol`` as keywords).
     ``num_threads``: TFLite interpreter threads.
     """
@@ -38,13 +40,13 @@ class Predictor:
         self.info = self.runner.info
         self.protocol = self.options.protocol or self.info.protocol
         self.crf_layer = None
+        if self.info.crf is not None:
+            check_crf_inside(self.runner.name, self.options, self.protocol)
         if crf not in (None, False):
             if self.info.crf is not None:
                 raise ValueError(f"{self.runner.name} already holds a dense CRF ({self.info.crf}); a second CRF would "
                                  "refine its output again: predict without crf (--crf)")
-            if crf is True and self.info.source.startswith("zoo:"):
-                crf = card_crf(self.info.source.removeprefix("zoo:"))
-            self.crf_layer = resolve_crf(crf, self.num_classes)
+            self.crf_layer = resolve_crf(requested_crf(crf, self.info), self.num_classes)
         compiled = self.runner.traceable and self.runner.input_size is None
         refine = lambda pixels, probs: refine_with_crf(self.crf_layer, pixels, probs)  # noqa: E731
         # A traced Keras model runs the CRF in its graph; a file's eager output gets it as a tf.function.

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfseg.catalogue import catalogue
 from tfseg.inference.metadata import ModelInfo, info_of, read_saved_model_info, read_tflite_info
 from tfseg.inference.models import load_keras_model, load_zoo_model, zoo_name
 from tfseg.inference.serving import INPUT_NAME, OUTPUT_NAMES
@@ -37,21 +38,18 @@ def check_threads(num_threads):
 
 
 class KerasRunner:
-    """A Keras model: its own graph for ``logits``, the serving graph (with an optional CRF) for ``__call__``."""
+    """A Keras model: its own graph for ``logits``, the serving graph (as the exports hold it) for ``__call__``."""
 
     format = "keras"
     traceable = True
 
-    def __init__(self, model, crf=None, info=None):
-        from tfseg.inference.serving import resolve_crf
-
+    def __init__(self, model, info=None):
         self.model = model
         self.name = model.name
         self.num_classes = int(model.outputs[0].shape[-1])
         height, width = model.inputs[0].shape[1:3]
         self.input_size = (int(height), int(width)) if height is not None and width is not None else None
         self.info = info or info_of(model) or ModelInfo()
-        self.crf_layer = resolve_crf(crf, self.num_classes)
         self._function = None
 
     def logits(self, pixels):
@@ -65,7 +63,7 @@ class KerasRunner:
         if self._function is None:
             from tfseg.inference.serving import SegmentationServing, image_spec
 
-            serving = SegmentationServing(self.model, self.crf_layer, check_inputs=False)
+            serving = SegmentationServing(self.model, check_inputs=False)
             self._function = serving.concrete_function(image_spec(self.model))
         outputs = self._function(tf.constant(_check_batch(batch)))
         return outputs["labels"].numpy(), outputs["probabilities"].numpy()
@@ -182,12 +180,12 @@ def _check_batch(batch):
     return batch
 
 
-def load_runner(model, crf=None, num_threads=None):
+def load_runner(model, num_threads=None):
     """A runner for ``model``: a keras.Model, a .keras file, a SavedModel folder, a .tflite file or a zoo name.
 
-    ``crf`` joins the serving graph of a Keras model (``__call__``; a zoo name's ``crf=True`` takes
-    the card's tuned parameters); exported files hold their own. ``num_threads``: TFLite
-    interpreter threads, a positive int for every format.
+    The dense CRF is not a runner's: ``Predictor(crf=)`` refines once, after the inference mode (an
+    exported file may hold one of its own). ``num_threads``: TFLite interpreter threads, a positive
+    int for every format.
     """
     import keras
 
@@ -195,7 +193,7 @@ def load_runner(model, crf=None, num_threads=None):
     if isinstance(model, (KerasRunner, _FileRunner)):
         return model
     if isinstance(model, keras.Model):
-        return KerasRunner(model, crf=crf)
+        return KerasRunner(model)
     if not isinstance(model, (str, Path)):
         raise TypeError(f"model must be a keras.Model, a path or a zoo name; got {type(model).__name__}")
     path = Path(model)
@@ -206,23 +204,34 @@ def load_runner(model, crf=None, num_threads=None):
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix in KERAS_SUFFIXES:
-            return KerasRunner(load_keras_model(path), crf=crf)
+            return KerasRunner(load_keras_model(path))
         if suffix in TFLITE_SUFFIXES:
             return TFLiteRunner(path, num_threads=num_threads)
         raise ValueError(f"model file {path}: unknown format {suffix!r}; expected .keras, .tflite or a SavedModel folder")
     name = zoo_name(model)
     if name is None:
-        from tfseg import zoo
-
         raise ValueError(
             f"unknown model {str(model)!r}: not a .keras file, a SavedModel folder, a .tflite file or a zoo name "
-            f"(zoo: {', '.join(zoo.list())})"
+            f"(zoo: {', '.join(catalogue().list())})"
         )
-    return KerasRunner(load_zoo_model(name), crf=card_crf(name) if crf is True else crf)
+    return KerasRunner(load_zoo_model(name))
 
 
-def card_crf(name):
-    """The CRF parameters tuned on zoo card ``name``, or True (tfseg's) when it has none."""
-    from tfseg import zoo
+def card_crf(name, mode="exact"):
+    """DenseCRF options of ``mode`` ("exact" or "fast") for zoo card ``name``: tuned on the card, else tfseg's."""
+    return catalogue().card(name).crf_options(mode)
 
-    return zoo.card(name).crf or True
+
+def requested_crf(crf, info):
+    """``crf`` with a mode made concrete: ``"exact"`` or ``"fast"`` (``True``: "exact") become the zoo card's
+    tuned options of that mode for a zoo model (``info.source``), else tfseg's; other values pass through."""
+    from tfseg.layers.dense_crf import crf_mode_options
+
+    if crf is True:
+        crf = "exact"
+    if not isinstance(crf, str):
+        return crf
+    crf_mode_options(crf)  # a bad mode is refused here, naming the valid ones
+    if info is not None and info.source.startswith("zoo:"):
+        return card_crf(info.source.removeprefix("zoo:"), crf)
+    return crf_mode_options(crf)

@@ -133,7 +133,7 @@ def count_samples(source, limit=None, **options):
 def iter_samples(source, limit=None, *, sample_seed=None, reader_options=None):
     """Samples of ``source`` (see the module docstring), at most ``limit`` of them.
 
-    ``sample_seed``: for a dataset split, draw the ``limit`` samples spread over the split
+    ``sample_seed``: draw the ``limit`` samples spread over the split, folder or arrays
     (``spread_indices``) instead of taking the first ones. ``reader_options``: the dataset
     reader's options (for example ADE20K's ``reduce_zero_label``).
     """
@@ -159,13 +159,22 @@ def _entries(source, limit, sample_seed=None, reader_options=None):
                 f"or a dataset split such as 'camvid:val', 'voc:val' or 'folder:PATH')"
             )
         if path.is_dir():
-            files = image_files(path)[:limit]
+            files = _spread(image_files(path), limit, sample_seed)
         elif path.suffix.lower() in VIDEO_SUFFIXES:
             raise ValueError(f"{path} is a video; read its frames with video_frames()")
         else:
             files = [path]
         return [lambda p=p: Sample(p.stem, read_image(p)) for p in files]
-    return [Sample(name, image) for name, image in _array_images(source)][:limit]
+    return _spread([Sample(name, image) for name, image in _array_images(source)], limit, sample_seed)
+
+
+def _spread(items, limit, sample_seed):
+    """``limit`` of ``items``: spread over them (``spread_indices``) with a ``sample_seed``, else the first ones."""
+    if limit is None:
+        return list(items)
+    if sample_seed is None:
+        return list(items[:limit])
+    return [items[i] for i in spread_indices(len(items), limit, sample_seed)]
 
 
 def _array_images(source):
@@ -186,11 +195,7 @@ def _dataset_entries(split, limit, sample_seed, reader_options):
 
     dataset = split.open(reader_options)
     name = split.split or next(iter(dataset.splits))
-    pairs = dataset.files(name)
-    if limit is not None and sample_seed is not None:
-        pairs = [pairs[i] for i in spread_indices(len(pairs), limit, sample_seed)]
-    else:
-        pairs = pairs[:limit]
+    pairs = _spread(dataset.files(name), limit, sample_seed)
 
     def read(image_path, label_path):
         image, label = read_pair(image_path, label_path, dataset)
@@ -216,8 +221,8 @@ def describe(source, limit=None, sample_seed=None):
         text = f"{len(source)} arrays"
     if limit is None:
         return text
-    if sample_seed is not None and parse_dataset_split(source) is not None:
-        return f"{text} ({limit} spread over the split, seed {sample_seed})"
+    if sample_seed is not None:
+        return f"{text} (at most {limit} spread over it, seed {sample_seed})"
     return f"{text} (first {limit})"
 
 

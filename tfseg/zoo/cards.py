@@ -23,7 +23,7 @@ CARD_FILE = "card.yaml"
 WEIGHT_FORMATS = ("keras_weights_h5", "official_deeplab_checkpoint")
 REQUIRED_KEYS = ("name", "title", "builder", "num_classes", "options", "dataset", "classes", "palette",
                  "preprocessing", "input_size", "weights")
-OPTIONAL_KEYS = ("paper", "parameters", "protocol", "crf", "crf_tuning", "published", "measured", "training", "notes")
+OPTIONAL_KEYS = ("paper", "parameters", "protocol", "crf", "crf_tuning", "crf_fast", "crf_fast_tuning", "published", "measured", "training", "notes")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -87,6 +87,19 @@ class ModelCard:
     def crf(self):
         """Dense-CRF parameters tuned for this model (``tfseg.layers.DenseCRF`` options) or None."""
         return dict(self.data["crf"]) if self.data.get("crf") else None
+
+    @property
+    def crf_fast(self):
+        """The fast mode's DenseCRF options tuned for this model (``downsample`` > 1) or None."""
+        return dict(self.data["crf_fast"]) if self.data.get("crf_fast") else None
+
+    def crf_options(self, mode="exact"):
+        """DenseCRF options of ``mode`` ("exact" or "fast"): the card's tuned ones, else tfseg's for that mode."""
+        from tfseg.layers.dense_crf import crf_mode_options
+
+        defaults = crf_mode_options(mode)
+        tuned = self.crf_fast if mode == "fast" else self.crf
+        return tuned if tuned is not None else defaults
 
     @property
     def protocol(self):
@@ -183,13 +196,19 @@ def check_card(data, path):
             need = ("metric", "value", "source") if section == "published" else ("metric", "value", "command")
             if not isinstance(entry, dict) or any(k not in entry for k in need):
                 problems.append(f"every '{section}' entry needs {list(need)}, got {entry!r}")
-    if data.get("crf") is not None:
+    for key, mode in (("crf", "exact"), ("crf_fast", "fast")):
+        if data.get(key) is None:
+            continue
         from tfseg.layers.dense_crf import DenseCRF
 
         try:
-            DenseCRF(**data["crf"])
+            layer = DenseCRF(**data[key])
         except (TypeError, ValueError) as error:
-            problems.append(f"crf parameters are not DenseCRF options: {error}")
+            problems.append(f"{key} parameters are not DenseCRF options: {error}")
+            continue
+        if layer.mode != mode:
+            problems.append(f"{key} must be the {mode} mode's parameters (downsample {'> 1' if mode == 'fast' else '1'}); "
+                            f"got downsample {layer.downsample}")
     if problems:
         raise CardError(f"{path}: " + "; ".join(problems))
 
