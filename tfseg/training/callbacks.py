@@ -74,7 +74,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     Adds ``val_mean_iou`` etc. to the logs. The chief writes each result to ``train_log.jsonl``
     and, when the mean IoU beats every earlier one (``best.json`` survives a resume), saves the
-    model as ``best.keras`` beside the last checkpoint.
+    model as ``best.keras`` beside the last checkpoint (other workers save and delete a copy).
     """
 
     def __init__(self, evaluate, run_checkpoint, out_dir, every_steps, split_name, info=None):
@@ -96,14 +96,23 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         scores = result.scores
         if logs is not None:
             logs.update({f"val_{k}": v for k, v in scores.items()})
-        if not is_chief():
-            return
+        chief = is_chief()
         line = f"step {step}: {self.split_name} mean IoU {100 * scores['mean_iou']:.2f}"
-        append_log(self.out_dir, {"step": step, **{f"val_{k}": v for k, v in scores.items()}})
+        if chief:
+            append_log(self.out_dir, {"step": step, **{f"val_{k}": v for k, v in scores.items()}})
         if scores["mean_iou"] > self.best:
             self.best = scores["mean_iou"]
-            save_keras_model(self.model, self.out_dir / BEST_MODEL, self.info)
-            write_text(self.out_dir / "best.json", json.dumps({"step": step, "mean_iou": self.best,
-                                                               "split": self.split_name}))
-            line += " (best so far: saved best.keras)"
-        print(line, flush=True)
+            # Every worker saves (under MultiWorkerMirroredStrategy saving takes part in collective ops), the
+            # others into their scratch folder.
+            scratch = Path(self.run_checkpoint.write_directory)
+            target = self.out_dir / BEST_MODEL if chief else scratch / BEST_MODEL
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_keras_model(self.model, target, self.info)
+            if chief:
+                write_text(self.out_dir / "best.json", json.dumps({"step": step, "mean_iou": self.best,
+                                                                   "split": self.split_name}))
+                line += " (best so far: saved best.keras)"
+            else:
+                target.unlink()
+        if chief:
+            print(line, flush=True)

@@ -52,7 +52,7 @@ class WorkerLost(TrainingStopped):
 
 
 class WorkersOutOfStep(TrainingStopped):
-    """The workers of a multi-worker run restored different steps (their out_dir is not one shared folder)."""
+    """The workers of a multi-worker run would resume at different steps (their out_dir is not one shared folder)."""
 
 
 class DamagedData(TrainingStopped):
@@ -196,10 +196,10 @@ def _train_steps(run, extra_callbacks):
         run.save_class_weights()
     with strategy.scope():
         state = RunCheckpoint(model, optimizer, run.out_dir)
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            check_workers_restore_one_step(strategy, None if run.start == "restart" else state.latest())
         restored = state.restore() if run.start != "restart" else None
     start_step = state.batches_consumed
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        check_workers_restored_one_step(strategy, start_step, state.directory)
     info = ModelInfo.from_dataset(run.dataset, config.dataset_options, source="tfseg train",
                                   protocol=(info_of(model) or ModelInfo()).protocol)
     if chief and config.verbose:
@@ -292,8 +292,14 @@ def _evaluate_or_stop(model, source, config, state):
         raise DamagedData(f"{error}; the last checkpoint {state.latest()} is kept") from None
 
 
-def check_workers_restored_one_step(strategy, step, directory):
-    """Raise ``WorkersOutOfStep`` unless every worker of ``strategy`` restored ``step`` (one collective gather)."""
+def check_workers_restore_one_step(strategy, checkpoint):
+    """Raise ``WorkersOutOfStep`` unless every worker of ``strategy`` is about to restore the step of ``checkpoint``.
+
+    One collective gather of each worker's step (``ckpt-N`` holds step N; no checkpoint is step 0),
+    before any worker restores: a worker that does not see the chief's checkpoints would start at
+    another step and train other weights.
+    """
+    step = int(checkpoint.rsplit("-", 1)[1]) if checkpoint else 0
 
     @tf.function
     def steps():
@@ -302,8 +308,9 @@ def check_workers_restored_one_step(strategy, step, directory):
     restored = sorted(set(strategy.gather(steps(), axis=0).numpy().tolist()))
     if len(restored) > 1:
         raise WorkersOutOfStep(
-            f"the workers restored different steps {restored} (this worker: {step}); every worker must see the "
-            f"chief's {directory}: give them one shared out_dir, then restart every worker"
+            f"the workers would resume at different steps {restored} (this worker: {step}, from "
+            f"{checkpoint or 'no checkpoint'}); every worker must see the chief's checkpoints: give them one shared "
+            "out_dir, then restart every worker"
         )
 
 
