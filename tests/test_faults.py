@@ -262,3 +262,69 @@ def test_keras_is_pinned_to_the_tested_range():
         low, high = re.findall(r"[\d.]+", pin.group(1))
         installed = tuple(int(v) for v in version("keras").split(".")[:2])
         assert tuple(map(int, low.split(".")[:2])) <= installed < tuple(map(int, high.split(".")[:2]))
+
+
+# --- inference: damaged files, odd images, threads, conversions, machine-readable output ---------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_keras_file(tmp_path_factory):
+    from tfseg.inference.metadata import save_keras_model
+
+    keras.utils.set_random_seed(0)
+    model = tfseg.build_model("unet", 3, base_filters=2, depth=1)
+    return save_keras_model(model, tmp_path_factory.mktemp("tiny") / "tiny.keras")
+
+
+def test_a_cut_off_keras_file_is_called_damaged_not_missing(tiny_keras_file, tmp_path):
+    cut = shutil.copy(tiny_keras_file, tmp_path / "cut.keras")
+    truncate(cut, 2)
+    with pytest.raises(ValueError, match=r"cut\.keras is damaged \(.* cut off"):
+        tfseg.predict(cut, np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_16_bit_png_is_read_as_8_bits(tiny_keras_file, tmp_path):
+    import cv2
+
+    from tfseg.data.base import read_image
+
+    image = np.random.default_rng(0).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "deep.png"), image[..., ::-1].astype(np.uint16) * 257)
+    with pytest.warns(UserWarning, match="16-bit pixels"):
+        np.testing.assert_array_equal(read_image(tmp_path / "deep.png"), image)
+    with pytest.warns(UserWarning, match="16-bit pixels"):
+        labels = tfseg.predict(tiny_keras_file, str(tmp_path / "deep.png"))
+    np.testing.assert_array_equal(labels, tfseg.predict(tiny_keras_file, image))
+
+
+def test_threads_for_a_keras_model_are_honoured_or_refused(tiny_keras_file):
+    with pytest.raises(ValueError, match="--threads 3: TensorFlow already runs in this process"):
+        tfseg.predict(tiny_keras_file, np.zeros((32, 32, 3), np.uint8), num_threads=3)
+    script = (f"import numpy as np, tensorflow as tf, tfseg; tfseg.predict({str(tiny_keras_file)!r}, "
+              "np.zeros((32, 32, 3), np.uint8), num_threads=1); "
+              "print(tf.config.threading.get_intra_op_parallelism_threads())")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=subprocess_env(),
+                            cwd=REPO, timeout=120)
+    assert result.stdout.split() == ["1"], result.stderr[-2000:]
+
+
+def test_converting_a_saved_model_that_holds_a_crf_to_tflite_is_refused_at_once(tiny_keras_file, tmp_path):
+    import time
+
+    from tfseg.export import saved_model, tflite
+
+    saved_model(tiny_keras_file, tmp_path / "with_crf", crf=True)
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match=r"with_crf holds a dense CRF.*convert the \.keras file with --crf"):
+        tflite(tmp_path / "with_crf", tmp_path / "m.tflite")
+    assert time.perf_counter() - started < 1.0 and not (tmp_path / "m.tflite").exists()
+
+
+def test_eval_json_prints_only_json_on_stdout(finished_run, small_root):
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code, _ = cli("eval", finished_run / "model.keras", "--dataset", "synthetic", "--data-root", small_root,
+                      "--json")
+    assert code == 0
+    scores = json.loads(stdout.getvalue())
+    assert set(scores) == {"plain"} and 0 <= scores["plain"]["mean_iou"] <= 1

@@ -43,6 +43,13 @@ def write_text(path, text):
     return Path(path)
 
 
+def write_bytes(path, content):
+    """``Path(path).write_bytes(content)``, atomically."""
+    with replacing(path) as temporary:
+        temporary.write_bytes(content)
+    return Path(path)
+
+
 def _remove(path):
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)

@@ -90,12 +90,13 @@ def run(args):
         with Progress(len(source), "images") as bar:
             results[label] = evaluate(run_predictor, source, batch_size=args.batch_size, strategy=strategy,
                                       progress=lambda done: bar.update(done - bar.done))
+    show = say if args.json else print  # with --json, stdout holds the JSON only
     for label, result in results.items():
-        print(f"\n{label} ({len(source)} images of {dataset.name} {args.split}):\n{result.table()}")
+        show(f"\n{label} ({len(source)} images of {dataset.name} {args.split}):\n{result.table()}")
     if args.out:
         path = write_report(results, args.out, dataset.class_names)
         write_overlays(runs.get("crf", predictor), source, args.out, count=args.overlays)
-        print(f"\nreport written to {path.parent}")
+        show(f"\nreport written to {path.parent}")
     if args.json:
         print(json.dumps({label: {**r.scores, "per_class_iou": r.per_class_iou()} for label, r in results.items()}))
     return 0

@@ -156,12 +156,15 @@ def _read_whole(path, what):
 
 
 def read_image(path):
-    """RGB uint8 ``[H, W, 3]``; grayscale and RGBA files are converted with a warning."""
+    """RGB uint8 ``[H, W, 3]``; grayscale, RGBA and 16-bit files are converted with a warning."""
     import warnings
 
     import cv2
 
     data = _read_whole(path, "image")
+    if data.dtype == np.uint16:
+        warnings.warn(f"image {path} has 16-bit pixels; scaled to 8 bits", stacklevel=2)
+        data = ((data.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
     if data.dtype != np.uint8:
         raise ValueError(f"image {path} has dtype {data.dtype}; expected 8-bit pixels")
     if data.ndim == 2 or (data.ndim == 3 and data.shape[2] == 1):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tfseg.export.parity import check_and_report, exported_info, export_crf
+from tfseg.files import replacing
 from tfseg.inference.metadata import write_saved_model_info
 from tfseg.inference.models import as_keras_model
 from tfseg.inference.serving import SegmentationServing, image_spec, num_classes, resolve_crf
@@ -41,7 +42,8 @@ def saved_model(model, path, *, crf=None, parity_data=None, parity_limit=None, i
     serving = SegmentationServing(model, crf_layer)
     function = serving.concrete_function(image_spec(model))
     say("writing the SavedModel")
-    tf.saved_model.save(serving, str(path), signatures={"serving_default": function})
-    write_saved_model_info(path, exported_info(model, info, crf_layer))
+    with replacing(path) as folder:  # renamed into place whole
+        tf.saved_model.save(serving, str(folder), signatures={"serving_default": function})
+        write_saved_model_info(folder, exported_info(model, info, crf_layer))
     say("checking parity with the Keras model")
     return check_and_report(model, crf_layer, {"saved_model": SavedModelRunner(path)}, path, parity_data, parity_limit)

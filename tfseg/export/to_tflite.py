@@ -21,7 +21,8 @@ from pathlib import Path
 
 from tfseg.export.parity import check_and_report, export_crf, exported_info
 from tfseg.export.tflite_ops import UnsupportedOpsError, check_builtins_only, converter_error_ops, float_compute_ops
-from tfseg.inference.metadata import with_tflite_info
+from tfseg.files import write_bytes
+from tfseg.inference.metadata import read_saved_model_info, with_tflite_info
 from tfseg.inference.native_log import silenced_native_stderr
 from tfseg.inference.serving import INPUT_NAME, SegmentationServing, check_input_size, image_spec, num_classes, resolve_crf
 from tfseg.inference.sources import count_samples
@@ -94,7 +95,7 @@ def tflite(model_or_path, path, *, quantization="none", representative_data=None
     if quantization == "int8":
         _check_int8(content)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(with_tflite_info(content, file_info))
+    write_bytes(path, with_tflite_info(content, file_info))
     label = "tflite" if quantization == "none" else f"tflite ({quantization})"
     say("checking parity with the Keras model")
     exported = TFLiteRunner(path, num_threads=num_threads)
@@ -112,6 +113,12 @@ def _serving_module(model_or_path, crf, input_size, info):
         if crf not in (None, False):
             raise ValueError(f"crf= applies when converting a Keras model; the SavedModel {model_or_path} holds what it "
                              "was exported with (export it again with crf=, or convert the .keras file)")
+        held = read_saved_model_info(model_or_path)
+        if held is not None and held.crf:
+            raise ValueError(
+                f"the SavedModel {model_or_path} holds a dense CRF, which converts to TFLite only from the Keras model "
+                "(its TFLite-portable form): convert the .keras file with --crf instead"
+            )
         module, reference = _saved_model_module(Path(model_or_path), input_size)
         return module, reference, None, info or reference.info
     from tfseg.inference.models import as_keras_model

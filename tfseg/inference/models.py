@@ -23,11 +23,50 @@ def load_keras_model(path):
     """A ``.keras`` file as a ``keras.Model``, with the ``ModelInfo`` saved in it attached."""
     import keras  # tfseg's layers are registered for deserialisation: importing any tfseg module imports tfseg
 
+    damage = _zip_damage(path)
+    if damage:
+        raise ValueError(f"Keras model {path} is damaged ({damage}): save or copy it again")
     try:
         model = keras.saving.load_model(str(path), compile=False)
     except Exception as error:  # Keras raises many kinds here (bad zip, unknown layer, config errors)
         raise ValueError(f"cannot load Keras model {path}: {type(error).__name__}: {error}") from error
     return attach(model, read_keras_info(path))
+
+
+def _zip_damage(path):
+    """Why the ``.keras`` file ``path`` is no whole zip archive (empty, cut off, a bad entry), or None."""
+    import zipfile
+
+    size = Path(path).stat().st_size
+    if size == 0:
+        return "the file is empty"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return f"{size:,} bytes without the end of a zip archive: cut off, e.g. by a kill or a full disk"
+    return f"entry {bad} fails its checksum" if bad else None
+
+
+def use_tensorflow_threads(count):
+    """Run TensorFlow's ops on ``count`` threads (``--threads`` for Keras and SavedModel models).
+
+    TensorFlow fixes its thread pools when it starts; a different count asked for later is refused
+    (``ValueError``) rather than ignored.
+    """
+    import tensorflow as tf
+
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    if current == count:
+        return
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(count)
+        tf.config.threading.set_inter_op_parallelism_threads(count)
+    except RuntimeError:
+        raise ValueError(
+            f"--threads {count}: TensorFlow already runs in this process on {current or 'its default number of'} "
+            "threads and cannot change them; set the threads before TensorFlow runs anything (a new process)"
+        ) from None
 
 
 def load_zoo_model(name):

@@ -21,7 +21,7 @@ import numpy as np
 
 from tfseg.catalogue import catalogue
 from tfseg.inference.metadata import ModelInfo, info_of, read_saved_model_info, read_tflite_info
-from tfseg.inference.models import load_keras_model, load_zoo_model, zoo_name
+from tfseg.inference.models import load_keras_model, load_zoo_model, use_tensorflow_threads, zoo_name
 from tfseg.inference.serving import INPUT_NAME, OUTPUT_NAMES
 
 KERAS_SUFFIXES = (".keras",)
@@ -184,14 +184,16 @@ def load_runner(model, num_threads=None):
     """A runner for ``model``: a keras.Model, a .keras file, a SavedModel folder, a .tflite file or a zoo name.
 
     The dense CRF is not a runner's: ``Predictor(crf=)`` refines once, after the inference mode (an
-    exported file may hold one of its own). ``num_threads``: TFLite interpreter threads, a positive
-    int for every format.
+    exported file may hold one of its own). ``num_threads``: TFLite interpreter threads; for the other
+    formats TensorFlow's thread pools (:func:`~tfseg.inference.models.use_tensorflow_threads`).
     """
     import keras
 
     check_threads(num_threads)
     if isinstance(model, (KerasRunner, _FileRunner)):
         return model
+    if num_threads is not None and not (isinstance(model, (str, Path)) and Path(model).suffix.lower() in TFLITE_SUFFIXES):
+        use_tensorflow_threads(num_threads)  # Keras and SavedModel models run in TensorFlow's thread pools
     if isinstance(model, keras.Model):
         return KerasRunner(model)
     if not isinstance(model, (str, Path)):
