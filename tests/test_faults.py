@@ -112,6 +112,33 @@ def test_an_interrupted_write_of_best_keras_leaves_the_previous_best(finished_ru
     assert sorted(p.name for p in best.parent.iterdir() if p.name.startswith(".")) == []
 
 
+def test_a_run_killed_while_a_checkpoint_is_written_resumes_from_the_one_before(small_root, tmp_path, monkeypatch):
+    """Interrupted after the files of ckpt-3, before the index names them: the resume starts at step 2."""
+    import tensorflow as tf
+
+    from training_helpers import assert_same_weights
+
+    from tfseg.training.train import train
+
+    options = {"steps": 4, "model_options": {"base_filters": 4, "depth": 2, "dropout": 0.5}}
+    train(None, **small_config(small_root, tmp_path / "straight", **options))
+    real_record = tf.train.CheckpointManager._record_state
+
+    def record_unless_step_3(manager):
+        if manager.latest_checkpoint.endswith("-3"):
+            raise _Interrupted()
+        real_record(manager)
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "_record_state", record_unless_step_3)
+    with pytest.raises(_Interrupted):
+        train(None, **small_config(small_root, tmp_path / "killed", **options))
+    monkeypatch.undo()
+    assert tf.train.latest_checkpoint(str(tmp_path / "killed" / "checkpoints")).endswith("ckpt-2")
+    train(None, **small_config(small_root, tmp_path / "killed", **options))
+    assert json.loads((tmp_path / "killed" / "train_log.jsonl").read_text().splitlines()[-1])["from_step"] == 2
+    assert_same_weights(tmp_path / "straight" / "model.keras", tmp_path / "killed" / "model.keras")
+
+
 def truncate(path, fraction=3):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // fraction])
@@ -328,3 +355,31 @@ def test_eval_json_prints_only_json_on_stdout(finished_run, small_root):
     assert code == 0
     scores = json.loads(stdout.getvalue())
     assert set(scores) == {"plain"} and 0 <= scores["plain"]["mean_iou"] <= 1
+
+
+def test_a_full_disk_while_best_keras_is_written_keeps_the_previous_best_and_says_so(
+        finished_run, small_root, tmp_path, monkeypatch):
+    import errno
+
+    import tensorflow as tf
+
+    run = copy_of(finished_run, tmp_path)
+    previous = (run / "best.keras").read_bytes()
+    (run / "best.json").write_text(json.dumps({"step": 2, "mean_iou": -0.5, "split": "synthetic:val"}))  # to beat
+    real_save = keras.Model.save
+
+    def save_until_full(model, path, *args, **kwargs):
+        if "best" in str(path):
+            with open(path, "wb") as file:
+                file.write(b"PK\x03\x04 half a zip")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_save(model, path, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "save", save_until_full)
+    config = write_config(tmp_path / "c.json", small_config(small_root, run, steps=4, val_split="val",
+                                                           eval_every_epochs=1))
+    code, message = cli("train", "--config", config, "--extend")
+    assert code == 2 and "\n" not in message and "is full" in message and "ckpt-4" in message, message
+    assert (run / "best.keras").read_bytes() == previous
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".")) == []
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-4")

@@ -12,6 +12,7 @@ and N replicas compute the same gradient; batch norm is synchronised across repl
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import time
@@ -53,6 +54,13 @@ class WorkerLost(TrainingStopped):
 
 class WorkersOutOfStep(TrainingStopped):
     """The workers of a multi-worker run would resume at different steps (their out_dir is not one shared folder)."""
+
+
+class DiskFull(TrainingStopped):
+    """A write of the run found no space left (every file is written whole or not at all)."""
+
+
+NO_SPACE = "No space left on device"
 
 
 class DamagedData(TrainingStopped):
@@ -175,6 +183,16 @@ def _train(run, extra_callbacks):
         if tf_config_workers() < 2:
             raise
         raise worker_lost(error, run.out_dir / CHECKPOINT_FOLDER) from None
+    except (OSError, tf.errors.OpError) as error:
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT) if isinstance(error, OSError) else NO_SPACE in str(error)
+        if not full:
+            raise
+        latest = tf.train.latest_checkpoint(str(run.out_dir / CHECKPOINT_FOLDER))
+        raise DiskFull(
+            f"the disk of {run.out_dir} is full ({getattr(error, 'filename', None) or NO_SPACE}); "
+            f"{'the last checkpoint ' + latest if latest else 'no checkpoint'} and the files written whole before "
+            "are kept: free space, then run the same command to resume"
+        ) from None
 
 
 def _train_steps(run, extra_callbacks):
