@@ -104,3 +104,16 @@ def test_when_a_worker_dies_the_other_stops_within_bounded_time_saying_what_to_d
         errors = [line for line in output.splitlines() if line.startswith("tfseg train: error")]
         assert worker.returncode == 2 and len(errors) == 1, output[-3000:]
         assert "the workers would resume at different steps [0, " in errors[0] and "one shared out_dir" in errors[0]
+
+
+def test_a_worker_that_dies_before_joining_ends_the_other_within_the_join_timeout(synthetic_root, tmp_path):
+    """Worker 1 never starts (it died during set-up): worker 0 stops after cluster_join_timeout, saying what to do."""
+    config = write_config(tmp_path / "run.json", tiny_config(synthetic_root, tmp_path / "run", cluster_join_timeout=3,
+                                                              **OPTIONS))
+    started = time.time()
+    (chief,) = start_workers_with_configs([config], free_ports(2))
+    output, _ = chief.communicate(timeout=120)
+    assert chief.returncode not in (0, None) and time.time() - started < 60, output[-3000:]
+    errors = [line for line in output.splitlines() if line.startswith("tfseg train: error")]
+    assert len(errors) == 1 and "did not finish setting up within 3 s" in errors[0], output[-3000:]
+    assert "restart every worker with the same command" in errors[0]

@@ -57,6 +57,7 @@ class TrainConfig:
     # execution
     strategy: str = "auto"  # auto | default | mirrored | multi_worker | tpu
     logical_cpus: int = 0  # split the CPU into this many logical devices (for mirrored tests on a CPU)
+    cluster_join_timeout: float = 600.0  # multi_worker: seconds for every worker to join, set up and restore
     mixed_precision: str | None = None  # None | mixed_float16 | mixed_bfloat16
     initial_loss_scale: float = 2.0**15  # mixed_float16: the dynamic loss scale's start (Keras's default)
     jit_compile: bool = False  # XLA-compile the training step
@@ -84,7 +85,7 @@ class TrainConfig:
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"{key}={value!r} must be a positive integer")
-        for key in ("learning_rate", "initial_loss_scale"):
+        for key in ("learning_rate", "initial_loss_scale", "cluster_join_timeout"):
             if not float(getattr(self, key)) > 0:
                 raise ValueError(f"{key}={getattr(self, key)!r} must be positive")
         for key in ("warmup_steps", "eval_every_epochs", "logical_cpus"):

@@ -12,9 +12,13 @@ and N replicas compute the same gradient; batch norm is synchronised across repl
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -199,24 +203,25 @@ def _train_steps(run, extra_callbacks):
     from tfseg.data.pipeline import training_batches
 
     config = run.config
-    try:
-        strategy, model, optimizer = _set_up(run)
-    except SETUP_ERRORS as error:
-        raise InvalidRun(str(error)) from error
-    chief = is_chief()
-    # Checked: from here on the run acts.
-    if run.start == "restart":
-        remove_run_files(run.out_dir)
-    if chief:
-        run.out_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run.out_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=list))
-        save_fingerprint(run.out_dir, run.fingerprint)
-        run.save_class_weights()
-    with strategy.scope():
-        state = RunCheckpoint(model, optimizer, run.out_dir)
-        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-            check_workers_restore_one_step(strategy, None if run.start == "restart" else state.latest())
-        restored = state.restore() if run.start != "restart" else None
+    with cluster_watchdog(config.cluster_join_timeout, run.out_dir / CHECKPOINT_FOLDER):
+        try:
+            strategy, model, optimizer = _set_up(run)
+        except SETUP_ERRORS as error:
+            raise InvalidRun(str(error)) from error
+        chief = is_chief()
+        # Checked: from here on the run acts.
+        if run.start == "restart":
+            remove_run_files(run.out_dir)
+        if chief:
+            run.out_dir.mkdir(parents=True, exist_ok=True)
+            write_text(run.out_dir / "config.json", json.dumps(config.to_dict(), indent=2, default=list))
+            save_fingerprint(run.out_dir, run.fingerprint)
+            run.save_class_weights()
+        with strategy.scope():
+            state = RunCheckpoint(model, optimizer, run.out_dir)
+            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+                check_workers_restore_one_step(strategy, None if run.start == "restart" else state.latest())
+            restored = state.restore() if run.start != "restart" else None
     start_step = state.batches_consumed
     info = ModelInfo.from_dataset(run.dataset, config.dataset_options, source="tfseg train",
                                   protocol=(info_of(model) or ModelInfo()).protocol)
@@ -308,6 +313,41 @@ def _evaluate_or_stop(model, source, config, state):
         return _evaluate(model, source, config)
     except DamagedFile as error:
         raise DamagedData(f"{error}; the last checkpoint {state.latest()} is kept") from None
+
+
+# A watchdog process: unless its parent closes stdin within the time given, it prints the message and
+# stops the parent (blocked in TensorFlow's C++ with the GIL held, the parent cannot time itself out).
+# TensorFlow's coordination service keeps SIGTERM waiting, so SIGKILL follows.
+_WATCHDOG = (
+    "import os, select, signal, sys, time\n"
+    "if not select.select([sys.stdin], [], [], float(sys.argv[2]))[0]:\n"
+    "    print(sys.argv[3], file=sys.stderr, flush=True)\n"
+    "    os.kill(int(sys.argv[1]), signal.SIGTERM)\n"
+    "    time.sleep(2)\n"
+    "    os.kill(int(sys.argv[1]), signal.SIGKILL)\n"
+)
+
+
+@contextlib.contextmanager
+def cluster_watchdog(seconds, directory):
+    """In a cluster, stop this process (one line, SIGTERM, SIGKILL) unless the block ends within ``seconds``.
+
+    TensorFlow waits an hour for a worker that never joins the cluster, and a worker that dies while
+    the others set up or restore can leave them blocked; this bounds both.
+    """
+    if tf_config_workers() < 2 or not seconds:
+        yield
+        return
+    message = (f"tfseg train: error: the cluster did not finish setting up within {seconds:g} s "
+               "(cluster_join_timeout): a worker did not join or stopped; restart every worker with the same "
+               f"command and TF_CONFIG: each resumes from the last checkpoint in {directory}")
+    watchdog = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(os.getpid()), str(seconds), message],
+                                stdin=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        watchdog.stdin.close()
+        watchdog.wait()
 
 
 def check_workers_restore_one_step(strategy, checkpoint):
