@@ -32,15 +32,19 @@ KILL_MODES = [
 
 
 @pytest.mark.parametrize("mode", KILL_MODES)
-def test_killed_run_resumes_to_the_uninterrupted_weights_in_every_mode(synthetic_root, tmp_path, mode):
+def test_killed_run_resumes_to_the_uninterrupted_weights_in_every_mode(synthetic_root, tmp_path, mode, capsys):
+    """SIGKILLed in a process of its own; the uninterrupted and the resumed runs in this one."""
+    from tfseg.training.train import train
+
     options = {"steps": 24, "checkpoint_every": 3, **mode}
-    run_training(write_config(tmp_path / "straight.json", tiny_config(synthetic_root, tmp_path / "straight", **options)))
+    train(None, **tiny_config(synthetic_root, tmp_path / "straight", **options))
     killed = write_config(tmp_path / "killed.json", tiny_config(synthetic_root, tmp_path / "killed", **options))
     wait_for_checkpoint_then_kill([start_training(killed)], tmp_path / "killed")
     assert not (tmp_path / "killed" / "model.keras").exists()
 
-    resumed = run_training(killed)
-    resumed_at = int(re.search(r"resuming from \S+ at step (\d+) of 24", resumed.stdout).group(1))
+    capsys.readouterr()
+    train(None, **tiny_config(synthetic_root, tmp_path / "killed", **options))
+    resumed_at = int(re.search(r"resuming from \S+ at step (\d+) of 24", capsys.readouterr().out).group(1))
     assert 0 < resumed_at < 24 and run_log(tmp_path / "killed")[-1]["from_step"] == resumed_at
     assert_same_weights(tmp_path / "straight" / "model.keras", tmp_path / "killed" / "model.keras")
     if mode.get("mixed_precision") == "mixed_float16":
