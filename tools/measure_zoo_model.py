@@ -80,7 +80,7 @@ def tune_crf(model, source, count, grid=GRID, fixed=None):
     fixed = dict(GAUSSIAN, iterations=10) if fixed is None else fixed
     search = spread(source, count)
     base = float(evaluate_source(model, search, batch_size=2).scores["mean_iou"])
-    print(f"CRF search on {count} held-out frames (no CRF: {100 * base:.2f})", flush=True)
+    print(f"CRF search on {count} spread frames (no CRF: {100 * base:.2f})", flush=True)
     results = []
     for values in itertools.product(*grid.values()):
         params = dict(fixed, **dict(zip(grid, values)))

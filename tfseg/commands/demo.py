@@ -35,7 +35,7 @@ def _segment(model, card, images, out):
     from tfseg.inference.outputs import write_prediction
     from tfseg.visualize import overlay, write_rgb
 
-    plain, refined = Predictor(model), Predictor(model, crf=card.crf or True)
+    plain, refined = Predictor(model), Predictor(model, crf="exact")
     rows = []
     for path, image in images.items():
         labels, _ = plain(image)
