@@ -160,6 +160,20 @@ def test_a_truncated_jpeg_ends_the_resume_in_one_line_naming_it_and_the_checkpoi
     assert latest.endswith("ckpt-2") and "batches" in str(tf.train.load_checkpoint(latest).get_variable_to_shape_map())
 
 
+def test_with_skip_damaged_a_truncated_image_is_left_out_and_counted(small_root, tmp_path, capsys):
+    root = copy_of(small_root, tmp_path, "data")
+    damaged = sorted((root / "JPEGImages").glob("train_*.jpg"))[1]
+    truncate(damaged)
+    config = write_config(tmp_path / "c.json", small_config(root, tmp_path / "run", steps=1, verbose=1))
+    capsys.readouterr()
+    assert cli("train", "--config", config, "--skip-damaged")[0] == 0
+    out = capsys.readouterr().out
+    assert "synthetic:train, 3 images" in out, out
+    lines = [line for line in out.splitlines() if line.startswith("skipped")]
+    assert len(lines) == 2 and all(f"skipped 1 damaged file(s) (skip_damaged; first: {damaged} is truncated" in line
+                                   for line in lines), lines  # at the start and in the end summary
+
+
 def test_a_file_that_fails_to_decode_during_training_ends_the_run_in_one_line(small_root, tmp_path):
     """Header and end marker intact, the compressed data damaged: found by the decoder, in the input stream."""
     root = copy_of(small_root, tmp_path, "data")

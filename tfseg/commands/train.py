@@ -41,6 +41,8 @@ def overrides_from_args(args):
         overrides["freeze_backbone"] = True
     if args.freeze_batch_norm:
         overrides["freeze_batch_norm"] = True
+    if args.skip_damaged:
+        overrides["skip_damaged"] = True
     for item in args.set or ():
         key, sep, value = item.partition("=")
         if not sep:
@@ -78,6 +80,9 @@ def register(subparsers):
     parser.add_argument("--model-options", help='JSON object of builder options, e.g. \'{"backbone": "mobilenet_v2"}\'')
     parser.add_argument("--freeze-backbone", action="store_true")
     parser.add_argument("--freeze-batch-norm", action="store_true")
+    parser.add_argument("--skip-damaged", action="store_true",
+                        help="leave out image/label files that are truncated or not images (counted in the summary); "
+                             "by default the first one stops the run, naming it")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other config key (repeatable)")
     resume = parser.add_mutually_exclusive_group()
     resume.add_argument("--restart", action="store_true",

@@ -79,6 +79,19 @@ class ExampleSource:
                  for image, label in self.pairs]
         return {"dataset": self.dataset.name, "split": self.split, "files": files}
 
+    def drop_damaged(self):
+        """Leave out the examples whose image or label file is no whole image; returns ``[(path, problem), ...]``."""
+        from tfseg.data.base import file_problem
+
+        damaged, kept = [], []
+        for pair in self.pairs:
+            problems = [(path, problem) for path in pair if (problem := file_problem(path))]
+            damaged.extend(problems[:1])
+            if not problems:
+                kept.append(pair)
+        self.pairs = tuple(kept)
+        return damaged
+
     def check_files(self):
         """Fail now, naming the file, when an image or label file is empty or not an image; returns self.
 

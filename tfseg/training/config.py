@@ -28,6 +28,7 @@ class TrainConfig:
     dataset_options: dict = dataclasses.field(default_factory=dict)
     train_split: str = "train"
     val_split: str | None = "val"
+    skip_damaged: bool = False  # leave out (and count) files that are no whole image, instead of stopping
     # input
     crop_size: tuple = (513, 513)
     batch_size: int = 8  # global, across replicas

@@ -84,20 +84,37 @@ class TrainingRun:
 
     def __init__(self, config, restart=False, extend=False):
         from tfseg.data import open_dataset
-        from tfseg.data.pipeline import ExampleSource, steps_per_epoch
+        from tfseg.data.pipeline import steps_per_epoch
 
         self.config = config
         self.out_dir = Path(config.out_dir)
         self.dataset = open_dataset(config.dataset, config.data_root, **config.dataset_options)
-        self.train_source = ExampleSource(self.dataset, config.train_split).check_files()
-        self.val_source = None
-        if config.val_split:
-            self.val_source = ExampleSource(self.dataset, config.val_split).check_files()
+        self.skipped = []  # (path, problem) of the files left out with skip_damaged
+        self.train_source = self._source(config.train_split)
+        self.val_source = self._source(config.val_split) if config.val_split else None
         self.steps_per_epoch = steps_per_epoch(len(self.train_source), config.batch_size, config.train_split)
         self.total_steps = int(config.steps or config.epochs * self.steps_per_epoch)
         self.fingerprint = self.train_source.fingerprint()
         self.start = check_resumable(self.out_dir, config.to_dict(), restart=restart, extend=extend,
                                      fingerprint=self.fingerprint)
+
+    def _source(self, split):
+        from tfseg.data.pipeline import ExampleSource
+
+        source = ExampleSource(self.dataset, split)
+        if not self.config.skip_damaged:
+            return source.check_files()
+        self.skipped.extend(source.drop_damaged())
+        if not len(source):
+            raise ValueError(f"every file of {self.dataset.name}:{split} is damaged (first: {self.skipped[0][0]})")
+        return source
+
+    def skipped_text(self):
+        """'skipped 2 damaged file(s) (first: PATH is truncated ...)', or '' when none was."""
+        if not self.skipped:
+            return ""
+        path, problem = self.skipped[0]
+        return f"skipped {len(self.skipped)} damaged file(s) (skip_damaged; first: {path} {problem})"
 
     def split_name(self, split):
         note = self.dataset.split_notes.get(split)
@@ -227,6 +244,8 @@ def _train_steps(run, extra_callbacks):
                                   protocol=(info_of(model) or ModelInfo()).protocol)
     if chief and config.verbose:
         _describe_start(run, model, strategy)
+    if chief and run.skipped:
+        print(run.skipped_text(), flush=True)
     if chief and restored:
         print(f"resuming from {restored} at step {start_step} of {run.total_steps}", flush=True)
 
@@ -286,6 +305,8 @@ def _train_steps(run, extra_callbacks):
             written.append(f"{BEST_MODEL} ({json.loads((run.out_dir / 'best.json').read_text())})")
         if config.verbose:
             print(f"wrote in {run.out_dir}: {', '.join(written)}", flush=True)
+        if run.skipped:
+            print(run.skipped_text(), flush=True)
     return model, history
 
 
