@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import json
 import math
 import os
@@ -276,6 +277,7 @@ def _train_steps(run, extra_callbacks):
             # strategy Keras skips that step and uses the strategy of the scope fit() runs in.
             forget_distribution_strategy(model)
             _reduce_metrics_along_a_batch_axis(model)
+        stopped = None
         try:
             with strategy.scope():
                 history = model.fit(
@@ -283,8 +285,15 @@ def _train_steps(run, extra_callbacks):
                     callbacks=all_callbacks, shuffle=False, verbose=0,
                 )
         except (tf.errors.OpError, DamagedFile) as error:
-            _raise_stopped(error, strategy, state, run)
-            raise
+            stopped = _stopped(error, strategy, state, run)
+            if stopped is None:
+                raise
+        if stopped is not None:
+            # Free fit()'s frames and input stream now: left to the interpreter's exit, the stream's threads
+            # meet a half-finalised interpreter (hangs, or C++ 'terminate called without an active exception').
+            del stream, all_callbacks
+            gc.collect()
+            raise stopped
         if chief:
             append_log(run.out_dir, {"from_step": start_step, "to_step": state.batches_consumed,
                                      "optimizer_steps": int(optimizer.iterations.numpy()),
@@ -310,16 +319,17 @@ def _train_steps(run, extra_callbacks):
     return model, history
 
 
-def _raise_stopped(error, strategy, state, run):
-    """Re-raise an error of ``fit`` as the ``TrainingStopped`` it means (a damaged file, a lost worker)."""
+def _stopped(error, strategy, state, run):
+    """The ``TrainingStopped`` an error of ``fit`` means (a damaged file, a lost worker), or None."""
     failures = [s.failure for s in (run.train_source, run.val_source) if s is not None and s.failure is not None]
     if isinstance(error, DamagedFile) or failures:
         latest = state.latest()
         kept = f"the last checkpoint {latest} is kept" if latest else "no checkpoint was written yet"
-        raise DamagedData(f"{failures[0] if failures else error}; {kept}: replace the file, then run the same "
-                          "command (with --extend if the files changed)") from None
+        return DamagedData(f"{failures[0] if failures else error}; {kept}: replace the file, then run the same "
+                           "command (with --extend if the files changed)")
     if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and isinstance(error, PEER_FAILURES):
-        raise worker_lost(error, state.directory) from None
+        return worker_lost(error, state.directory)
+    return None
 
 
 def worker_lost(error, directory):
