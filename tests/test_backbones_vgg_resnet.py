@@ -39,7 +39,8 @@ def test_vgg16_matches_keras_applications():
     np.testing.assert_allclose(ours(x)["P5"], reference(x), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("depth,params", [(50, 23_587_712), (101, 42_658_176)])
+@pytest.mark.parametrize("depth,params", [(50, 23_587_712),
+                                          pytest.param(101, 42_658_176, marks=pytest.mark.slow)])  # 50 covers the code
 def test_resnet_matches_keras_applications(depth, params):
     factory = {50: keras.applications.ResNet50, 101: keras.applications.ResNet101}[depth]
     reference = factory(include_top=False, weights=None, input_shape=(64, 64, 3))

@@ -3,7 +3,8 @@ and refuses the inference modes where its CRF would run before averaging (scales
 
 The Keras path refines once, after test-time augmentation (``Predictor(crf=)``); a file holding a
 CRF refines whatever it is fed. On the whole image both are the same computation; under
-multi-scale + flip or a sliding window they are not, so the file refuses them in one line.
+multi-scale + flip or a sliding window they are not, so the file refuses them in one line (a file without a CRF
+and crf= refines once after the modes, as the Keras model does).
 """
 
 from __future__ import annotations
@@ -39,8 +40,7 @@ def files(model, tmp_path_factory):
     folder = tmp_path_factory.mktemp("crf_files")
     tfseg.export.saved_model(model, folder / "sm", crf=MODE, parity_limit=1)
     tfseg.export.tflite(model, folder / "crf.tflite", crf=MODE, parity_limit=1)
-    tfseg.export.saved_model(model, folder / "plain", parity_limit=1)
-    return {"saved_model": folder / "sm", "tflite": folder / "crf.tflite", "plain": folder / "plain"}
+    return {"saved_model": folder / "sm", "tflite": folder / "crf.tflite"}
 
 
 def test_exported_crf_gives_the_keras_labels_on_the_whole_image_and_refuses_averaged_modes(model, files, image):
@@ -60,14 +60,6 @@ def test_exported_crf_gives_the_keras_labels_on_the_whole_image_and_refuses_aver
             with pytest.raises(ValueError, match=r"holds a dense CRF, which would refine every scale, flip or "
                                                  r"window before they are averaged .* export the model without --crf"):
                 Predictor(str(files[name]), **inference)
-
-
-def test_keras_crf_runs_once_after_the_scales_in_every_format(model, files, image):
-    """Without a CRF inside, every format + crf= refines the averaged probabilities once: the same labels."""
-    inference = dict(scales=(0.75, 1.0), flip=True)
-    expected, _ = Predictor(model, crf=MODE, **inference)(image)
-    labels, _ = Predictor(str(files["plain"]), crf=MODE, **inference)(image)
-    assert np.mean(labels == expected) >= 0.999
 
 
 def test_a_crf_inside_a_file_fed_on_a_padded_canvas_is_refused_at_export(tmp_path):

@@ -29,6 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SIZE = (360, 480)
 HOLDOUT = "0006R0"
+CRF_COLUMN = {"": "none", "exact CRF": "exact, in the file", "fast CRF": "fast, in the file",
+              "pydensecrf2 (exact)": "pydensecrf2 after it (exact, one thread)"}
 
 
 def export_files(name, out, threads):
@@ -124,10 +126,11 @@ def main(argv=None):
     ious = scores(files, source, exact, max(args.threads))
     header = " | ".join(f"{t} thread{'s' if t > 1 else ''}: ms (x float)" for t in args.threads)
     print(f"\n{args.model} at 360x480, LiteRT; mean IoU on {len(source)} frames of {HOLDOUT} (never seen in training)")
-    print(f"| file | {header} | {HOLDOUT} mIoU |\n|---|{'---|' * len(args.threads)}---|")
+    print(f"| network | dense CRF | {header} | {HOLDOUT} mIoU |\n|---|---|{'---|' * len(args.threads)}---|")
     for row in times[args.threads[0]]:
         cells = " | ".join(f"{1e3 * times[t][row]:.1f} ({times[t][row] / times[t]['float']:.2f}x)" for t in args.threads)
-        print(f"| {row} | {cells} | {ious[row]:.2f} |")
+        network, _, crf = row.partition(" + ")
+        print(f"| {network} | {CRF_COLUMN.get(crf, crf)} | {cells} | {ious[row]:.2f} |")
     return 0
 
 
