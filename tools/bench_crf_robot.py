@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/: pydensecrf2 as bench_crf_tflite runs it
 
 SIZE = (360, 480)
 HOLDOUT = "0006R0"
@@ -50,19 +51,11 @@ def export_files(name, out, threads):
 
 
 def pydensecrf_labels(image, probabilities, params):
-    """Labels of pydensecrf2's DenseCRF2D with ``params`` (tfseg.layers.DenseCRF options) on -log p."""
-    import pydensecrf.densecrf as dcrf
+    """Labels of pydensecrf2's DenseCRF2D with the card's exact ``params`` on -log p."""
+    from bench_crf_tflite import pydensecrf_marginals
 
-    height, width, labels = probabilities.shape
-    crf = dcrf.DenseCRF2D(width, height, labels)
-    unary = -np.log(np.maximum(probabilities, 1e-30)).reshape(-1, labels).T
-    crf.setUnaryEnergy(np.ascontiguousarray(unary, np.float32))
-    if params.get("gaussian_compat", 3.0):
-        crf.addPairwiseGaussian(sxy=params.get("gaussian_sxy", 3.0), compat=params.get("gaussian_compat", 3.0))
-    crf.addPairwiseBilateral(sxy=params.get("bilateral_sxy", 80.0), srgb=params.get("bilateral_srgb", 13.0),
-                             rgbim=np.ascontiguousarray(image), compat=params.get("bilateral_compat", 10.0))
-    marginals = np.array(crf.inference(int(params.get("iterations", 10))))
-    return marginals.argmax(0).reshape(height, width)
+    unary = -np.log(np.maximum(probabilities, 1e-30)).astype(np.float32)
+    return pydensecrf_marginals(image, unary, int(params["iterations"]), params).argmax(-1)
 
 
 def timings(files, image, params, threads, repeats):

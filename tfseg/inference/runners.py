@@ -219,11 +219,6 @@ def load_runner(model, num_threads=None):
     return KerasRunner(load_zoo_model(name))
 
 
-def card_crf(name, mode="exact"):
-    """DenseCRF options of ``mode`` ("exact" or "fast") for zoo card ``name``: tuned on the card, else tfseg's."""
-    return catalogue().card(name).crf_options(mode)
-
-
 def requested_crf(crf, info):
     """``crf`` with a mode made concrete: ``"exact"`` or ``"fast"`` (``True``: "exact") become the zoo card's
     tuned options of that mode for a zoo model (``info.source``), else tfseg's; other values pass through."""
@@ -233,7 +228,7 @@ def requested_crf(crf, info):
         crf = "exact"
     if not isinstance(crf, str):
         return crf
-    crf_mode_options(crf)  # a bad mode is refused here, naming the valid ones
+    defaults = crf_mode_options(crf)  # a bad mode is refused here, naming the valid ones
     if info is not None and info.source.startswith("zoo:"):
-        return card_crf(info.source.removeprefix("zoo:"), crf)
-    return crf_mode_options(crf)
+        return catalogue().card(info.source.removeprefix("zoo:")).crf_options(crf)
+    return defaults

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfseg.layers.dense_crf import DenseCRF, crf_mode_options
+from tfseg.layers.dense_crf import DenseCRF
 from tfseg.layers.preprocessing import ImagePreprocessing
 
 OUTPUT_NAMES = ("labels", "probabilities")
@@ -58,15 +58,14 @@ def num_classes(model):
 
 
 def resolve_crf(crf, labels, portable=False):
-    """The ``DenseCRF`` layer for ``crf`` (None/False, True, "exact", "fast", a dict of DenseCRF options, or a DenseCRF).
+    """The ``DenseCRF`` layer for ``crf`` (None/False, True, a dict of DenseCRF options, or a DenseCRF).
 
-    ``True`` and "exact" mean tfseg's exact parameters (the layer's defaults), "fast" tfseg's fast mode. ``portable=True`` (TFLite) switches
+    ``True`` means tfseg's parameters (the layer's defaults); a mode ("exact", "fast") is made concrete
+    before, by ``tfseg.inference.runners.requested_crf``. ``portable=True`` (TFLite) switches
     the layer to ``implementation="portable"``, keeping any trained weights.
     """
     if crf is None or crf is False:
         return None
-    if isinstance(crf, str):
-        crf = crf_mode_options(crf) or True
     if crf is True:
         layer = DenseCRF(implementation="portable" if portable else "fast", name="dense_crf")
     elif isinstance(crf, dict):
@@ -83,7 +82,7 @@ def resolve_crf(crf, labels, portable=False):
                 _build_crf(layer, labels)
                 layer.set_weights(crf.get_weights())
     else:
-        raise TypeError(f"crf must be None, True, 'exact', 'fast', a dict of DenseCRF options or a tfseg.layers.DenseCRF; got {crf!r}")
+        raise TypeError(f"crf must be None, True, a dict of DenseCRF options or a tfseg.layers.DenseCRF; got {crf!r}")
     _build_crf(layer, labels)
     return layer
 
