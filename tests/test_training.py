@@ -105,6 +105,35 @@ def test_augmentation_pads_with_mean_and_ignore_and_keeps_pixels_aligned():
     np.testing.assert_array_equal((out_image[..., 0][inside] / 8).astype(int) % 7, out_label[inside])
 
 
+def test_rare_class_crops_hold_the_rare_class_and_keep_pixels_aligned():
+    from tfseg.data.augment import deeplab_augment
+
+    # A 4x3 patch of class 2 in a 60x80 image of class 0; crops of 20x20 hold it 1 time in 17 by chance.
+    image = np.zeros((60, 80, 3), np.uint8)
+    image[..., 0] = np.arange(80)[None, :] * 3  # the label's column follows the red channel
+    label = np.zeros((60, 80), np.uint8)
+    label[40:44, 70:73] = 2
+    label[:6, :6] = 255  # ignored: never drawn, even with the highest priority
+
+    def share_with_class_2(probability, priority=(0.1, 1.0, 50.0)):
+        hits = 0
+        for i in range(120):
+            out_image, out_label = deeplab_augment(image, label, tf.constant([3, i], tf.int64), (20, 20), 255,
+                                                   scale_range=(1.0, 1.0), flip=False,
+                                                   rare_class=(probability, list(priority)))
+            out_image, out_label = out_image.numpy(), out_label.numpy()
+            column = (out_image[0, 0, 0] / 3).astype(int)  # where the crop starts: the slices of image and label agree
+            rows = [r for r in range(60) if np.array_equal(label[r:r + 20, column:column + 20], out_label)]
+            assert rows, "the label crop is not the image crop's"
+            hits += (out_label == 2).any()
+        return hits / 120
+
+    assert share_with_class_2(0.0) < 0.2
+    assert share_with_class_2(1.0) == 1.0
+    assert 0.35 < share_with_class_2(0.5) < 0.75
+    assert share_with_class_2(1.0, priority=(1.0, 1.0, 0.0)) < 0.2  # class 2 of priority 0 is never drawn
+
+
 def test_poly_schedule_matches_the_formula():
     from tfseg.training.schedules import PolyDecay
 

@@ -49,6 +49,45 @@ def random_crop(image, label, size, seed):
     return image, label
 
 
+def rare_class_crop(image, label, size, seed, class_priority, ignore_label):
+    """A crop that holds a pixel of a class drawn among the label's classes by ``class_priority``.
+
+    The class is drawn with probability proportional to its priority (for example the
+    median-frequency weights: rare classes first) among the classes present; then one of its pixels
+    uniformly, then the crop uniformly among the crops that contain that pixel. A label with no
+    class of positive priority gets a uniform crop. Over-sampling rare classes at the crop level
+    is class-balanced sampling (as in Zou et al., ECCV 2018, and DAFormer's rare-class sampling).
+    """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    priority = tf.constant(class_priority, tf.float32)
+    num_classes = len(class_priority)
+    flat = tf.reshape(label, [-1])
+    known = tf.logical_and(flat >= 0, flat < num_classes)
+    present = tf.math.bincount(tf.boolean_mask(flat, known), minlength=num_classes, maxlength=num_classes) > 0
+    drawable = tf.logical_and(present, tf.range(num_classes) != ignore_label)
+    weights = tf.where(drawable, priority, 0.0)
+    shape = tf.shape(label)
+    limit = shape - tf.constant(size, tf.int32) + 1
+
+    def on_a_rare_pixel():
+        chosen = tf.random.stateless_categorical(tf.math.log(weights)[None], 1, seeds[0], dtype=tf.int32)[0, 0]
+        where = tf.where(tf.equal(label, chosen))
+        pick = tf.random.stateless_uniform([], seeds[1], 0, tf.shape(where, out_type=tf.int32)[0], dtype=tf.int32)
+        pixel = tf.cast(where[pick], tf.int32)
+        lowest = tf.maximum(pixel - tf.constant(size, tf.int32) + 1, 0)
+        highest = tf.minimum(pixel, limit - 1)
+        span = highest - lowest + 1
+        return lowest + tf.random.stateless_uniform([2], seeds[2], 0, tf.int32.max, dtype=tf.int32) % span
+
+    def anywhere():
+        return tf.random.stateless_uniform([2], seeds[2], 0, tf.int32.max, dtype=tf.int32) % limit
+
+    offset = tf.cond(tf.reduce_sum(weights) > 0, on_a_rare_pixel, anywhere)
+    image = image[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
+    label = label[offset[0] : offset[0] + size[0], offset[1] : offset[1] + size[1]]
+    return image, label
+
+
 def random_flip(image, label, seed):
     flip = tf.random.stateless_uniform([], seed) < 0.5
     image = tf.cond(flip, lambda: image[:, ::-1], lambda: image)
@@ -105,11 +144,13 @@ def color_jitter(image, seed, brightness=0.0, contrast=0.0, saturation=0.0, hue=
 
 
 def deeplab_augment(image, label, seed, crop_size, ignore_label, scale_range=(0.5, 2.0), flip=True,
-                    mean_pixel=MEAN_PIXEL, jitter=None):
+                    mean_pixel=MEAN_PIXEL, jitter=None, rare_class=None):
     """Augment one example: ``image`` [H, W, 3] (any dtype), ``label`` [H, W]; ``seed`` is a shape-[2] int tensor.
 
     ``jitter``: None, or the strengths of :func:`color_jitter`, applied before padding so the
-    padding keeps the mean pixel. Returns a float32 image and an int32 label of exactly ``crop_size``.
+    padding keeps the mean pixel. ``rare_class``: None, or ``(probability, class_priority)``: that
+    share of the crops is a :func:`rare_class_crop`. Returns a float32 image and an int32 label of
+    exactly ``crop_size``.
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
     image = tf.cast(image, tf.float32)
@@ -118,7 +159,17 @@ def deeplab_augment(image, label, seed, crop_size, ignore_label, scale_range=(0.
         image = color_jitter(image, tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 1), **jitter)
     image, label = random_scale(image, label, seeds[0], scale_range)
     image, label = pad_to_size(image, label, crop_size, ignore_label, mean_pixel)
-    image, label = random_crop(image, label, crop_size, seeds[1])
+    if rare_class and rare_class[0] > 0:
+        probability, priority = rare_class
+        crop_seed = tf.random.experimental.stateless_fold_in(tf.cast(seed, tf.int64), 2)
+        image, label = tf.cond(
+            tf.random.stateless_uniform([], crop_seed) < probability,
+            lambda: rare_class_crop(image, label, crop_size, tf.random.experimental.stateless_fold_in(crop_seed, 1),
+                                    priority, ignore_label),
+            lambda: random_crop(image, label, crop_size, seeds[1]),
+        )
+    else:
+        image, label = random_crop(image, label, crop_size, seeds[1])
     if flip:
         image, label = random_flip(image, label, seeds[2])
     image = tf.ensure_shape(image, (*crop_size, 3))

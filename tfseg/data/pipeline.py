@@ -126,8 +126,10 @@ def steps_per_epoch(num_examples, batch_size, split="train"):
 
 
 def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, scale_range=(0.5, 2.0), flip=True,
-                     mean_pixel=MEAN_PIXEL, color_jitter=None):
-    """Endless stream of augmented ``(images float32 [B, h, w, 3], labels int32 [B, h, w])`` from ``start_step``."""
+                     mean_pixel=MEAN_PIXEL, color_jitter=None, rare_class=None):
+    """Endless stream of augmented ``(images float32 [B, h, w, 3], labels int32 [B, h, w])`` from ``start_step``.
+
+    ``rare_class``: None or ``(probability, class_priority)`` (``tfseg.data.augment.deeplab_augment``)."""
     n = len(source)
     steps = steps_per_epoch(n, batch_size, source.split)
     per_epoch = steps * batch_size
@@ -145,7 +147,7 @@ def training_batches(source, batch_size, crop_size, *, seed=0, start_step=0, sca
         return deeplab_augment(
             image, label, tf.stack([tf.constant(seed, tf.int64), position]), tuple(crop_size),
             source.dataset.ignore_label, scale_range=scale_range, flip=flip, mean_pixel=mean_pixel,
-            jitter=color_jitter,
+            jitter=color_jitter, rare_class=rare_class,
         )
 
     stream = tf.data.Dataset.range(start_epoch, 2**31).flat_map(epoch_elements).skip(offset * batch_size)

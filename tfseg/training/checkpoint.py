@@ -111,7 +111,7 @@ LENGTH_KEYS = ("steps", "epochs")
 RUN_KEYS = (
     "model", "model_options", "pretrained", "pretrained_weights", "dataset", "dataset_options", "train_split",
     "crop_size", "batch_size",
-    "scale_range", "flip", "color_jitter", "class_weights", "label_smoothing", *LENGTH_KEYS, "optimizer",
+    "scale_range", "flip", "color_jitter", "class_weights", "rare_class_crop", "label_smoothing", *LENGTH_KEYS, "optimizer",
     "learning_rate", "end_learning_rate", "poly_power", "warmup_steps", "momentum", "weight_decay",
     "decoupled_weight_decay", "freeze_backbone", "freeze_batch_norm", "batch_norm_momentum", "mixed_precision",
     "initial_loss_scale", "jit_compile", "seed",

@@ -38,6 +38,9 @@ class TrainConfig:
     # per-class loss weights, or a name in tfseg.data.pipeline.CLASS_WEIGHTINGS: "median_frequency" (SegNet's
     # balancing) or "sqrt_median_frequency" (its square root, milder)
     class_weights: list | str | None = None
+    # share of crops placed on a pixel of a class drawn by rarity (median-frequency weights) among the
+    # image's classes (tfseg.data.augment.rare_class_crop); 0: uniform crops (DeepLab's)
+    rare_class_crop: float = 0.0
     label_smoothing: float = 0.0
     # schedule
     steps: int | None = None  # batches to train on (the run's steps); None: epochs * steps per epoch
@@ -101,6 +104,8 @@ class TrainConfig:
         from tfseg.data.augment import check_color_jitter
 
         self.color_jitter = check_color_jitter(self.color_jitter)
+        if isinstance(self.rare_class_crop, bool) or not 0.0 <= float(self.rare_class_crop) <= 1.0:
+            raise ValueError(f"rare_class_crop={self.rare_class_crop!r}: expected a probability, 0 <= value <= 1")
         if not 0.0 <= float(self.label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing!r}: expected 0 <= value < 1")
         if self.decoupled_weight_decay and self.optimizer != "adamw":
@@ -200,7 +205,7 @@ def load_config(path=None, **overrides):
 
 # Fine-tuning a zoo model (``pretrained``): keys taken from the card's own training recipe
 # (``zoo/<name>/train.yaml``) unless given, the learning rate divided by FINE_TUNING_LR_DIVISOR.
-RECIPE_KEYS = ("optimizer", "scale_range", "color_jitter", "class_weights", "decoupled_weight_decay", "weight_decay",
+RECIPE_KEYS = ("optimizer", "scale_range", "color_jitter", "class_weights", "rare_class_crop", "decoupled_weight_decay", "weight_decay",
                "momentum", "label_smoothing")
 FINE_TUNING_LR_DIVISOR = 20
 # Cards without a recipe (the official DeepLab checkpoints): the official fine-tuning settings

@@ -139,6 +139,14 @@ class TrainingRun:
         self._computed_class_weights = {**key, "weights": weights}
         return weights
 
+    def rare_class_crop(self):
+        """None, or ``(probability, class priority)`` for ``rare_class_crop``: the median-frequency weights."""
+        if not self.config.rare_class_crop:
+            return None
+        from tfseg.data.pipeline import median_frequency_weights
+
+        return float(self.config.rare_class_crop), median_frequency_weights(self.train_source, self.dataset.num_classes)
+
     def save_class_weights(self):
         computed = getattr(self, "_computed_class_weights", None)
         if computed is not None and is_chief():
@@ -255,6 +263,7 @@ def _train_steps(run, extra_callbacks):
         stream = training_batches(
             run.train_source, config.batch_size, config.crop_size, seed=config.seed, start_step=start_step,
             scale_range=config.scale_range, flip=config.flip, color_jitter=config.color_jitter,
+            rare_class=run.rare_class_crop(),
         )
         all_callbacks = [StepCheckpoint(state, config.checkpoint_every, run.total_steps)]
         if chief:
