@@ -35,7 +35,8 @@ def run(args):
     crf = args.crf
     if args.format == "saved_model":
         for option, value in (("--quantization", args.quantization != "none"), ("--calibration", args.calibration),
-                              ("--input-size", args.input_size), ("--threads", args.threads)):
+                              ("--input-size", args.input_size), ("--threads", args.threads),
+                              ("--standard-metadata", args.standard_metadata is not None)):
             if value:
                 raise ValueError(f"{option} applies to --format tflite")
         report = tfseg.export.saved_model(args.model, args.out, crf=crf, parity_data=args.parity,
@@ -45,12 +46,31 @@ def run(args):
             args.model, args.out, quantization=args.quantization, representative_data=args.calibration,
             calibration_limit=args.calibration_limit, input_size=args.input_size, crf=crf,
             parity_data=args.parity, parity_limit=args.parity_limit, num_threads=args.threads, progress=progress)
+        if args.standard_metadata is not None:
+            from tfseg.export.standard_metadata import add_standard_metadata
+
+            progress("writing the standard TFLite metadata with MediaPipe's writer")
+            add_standard_metadata(args.out, python=args.standard_metadata or None, **_card_record(args.model))
     progress(f"wrote {args.out}")
     if log is not sys.stderr:
         log.close()
     print(report_text(report), end="")
     print("parity report: " + ", ".join(str(p) for p in report_paths(args.out)))
     return 0
+
+
+def _card_record(model):
+    """The standard metadata's general record from the zoo card of ``model`` ({} for a file)."""
+    import tfseg
+    from tfseg import zoo
+
+    if not isinstance(model, str) or model not in zoo.list_models():
+        return {}
+    card = zoo.card(model)
+    weights = card.data.get("weights") or {}
+    version = f"tfseg {tfseg.__version__}" + (f", weights sha256 {weights['sha256'][:16]}" if weights.get("sha256") else "")
+    return {"name": card.name, "description": f"{card.title}. {card.data.get('paper', '')}".strip(),
+            "version": version, "author": "tfseg", "license": weights.get("licence", "")}
 
 
 def register(subparsers):
@@ -76,4 +96,8 @@ def register(subparsers):
                         help="images for the parity report: a folder or a split such as camvid:val (default: synthetic)")
     parser.add_argument("--parity-limit", type=positive_int, default=None, help="use at most this many parity images")
     parser.add_argument("--threads", type=positive_int, default=None, help="TFLite interpreter threads for the parity run")
+    parser.add_argument("--standard-metadata", nargs="?", const="", default=None, metavar="PYTHON",
+                        help="TFLite only: also write the standard TFLite metadata (name, licence, input, class "
+                             "label file; what MediaPipe's ImageSegmenter reads) with MediaPipe's writer, run by "
+                             "PYTHON (default $TFSEG_MEDIAPIPE_PYTHON, else this Python)")
     parser.set_defaults(func=run)
