@@ -8,8 +8,11 @@ import pytest  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _fresh_keras_session():
-    """Each test starts with a clean Keras graph so layer names and memory don't accumulate."""
-    keras.backend.clear_session()
+    """Each test starts with a clean Keras graph so layer names and memory don't accumulate.
+
+    Without the forced garbage collection (``free_memory``): with the suite's objects alive it took
+    0.3-1 s per test, and 16-35 s after some training tests (finalisers), measured with a probe."""
+    keras.backend.clear_session(free_memory=False)
     keras.utils.set_random_seed(0)
     yield
 

@@ -445,6 +445,7 @@ def test_xception65_imagenet_from_a_prefilled_cache(tmp_path, monkeypatch, image
         build_backbone("xception65", weights="imagenet", weights_hash=sha256)
 
 
+@pytest.mark.slow  # the cache and hash path is also taken by test_zoo's card download test
 def test_xception65_imagenet_download_by_file_url_and_hash_check(tmp_path, monkeypatch, imagenet_xception):
     _, tensors, tarball, sha256 = imagenet_xception
     cache = tmp_path / "cache"
