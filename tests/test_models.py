@@ -60,26 +60,33 @@ def test_published_parameter_counts(name, options, input_channels, expected, tol
         assert abs(count - expected) / expected <= tolerance, count
 
 
+# Full-size models, 6-11 s each on the 2-core CPU: the deeper siblings of a family (ResNet-101,
+# Xception-71) and FCN-32s/16s (their crops are checked in test_model_geometry) run with -m slow.
 SHAPE_CASES = [
-    ("fcn32s", {}),
-    ("fcn16s", {}),
+    pytest.param("fcn32s", {}, marks=pytest.mark.slow),
+    pytest.param("fcn16s", {}, marks=pytest.mark.slow),
     ("fcn8s", {"at_once": True}),
     ("unet", {"mode": "practical", "base_filters": 8}),
     ("deeplab_v1", {}),
     ("deeplab_v2", {"backbone": "vgg16", "aspp": "S"}),
-    ("deeplab_v2", {"backbone": "resnet101", "aspp": "L"}),
+    pytest.param("deeplab_v2", {"backbone": "resnet101", "aspp": "L"}, marks=pytest.mark.slow),
     ("deeplab_v3", {"backbone": "resnet50", "output_stride": 8}),
-    ("deeplab_v3", {"backbone": "resnet101"}),
+    pytest.param("deeplab_v3", {"backbone": "resnet101"}, marks=pytest.mark.slow),
     ("deeplab_v3plus", {"backbone": "xception41", "output_stride": 8}),
     ("deeplab_v3plus", {"backbone": "xception65"}),
-    ("deeplab_v3plus", {"backbone": "xception71", "output_stride": 32}),
+    pytest.param("deeplab_v3plus", {"backbone": "xception71", "output_stride": 32}, marks=pytest.mark.slow),
     ("deeplab_v3plus", {"backbone": "resnet50"}),
     ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
     ("deeplab_v3plus", {"backbone": "mobilenet_v2", "decoder": True, "atrous_rates": (6, 12, 18)}),
 ]
 
 
-@pytest.mark.parametrize("name,options", SHAPE_CASES, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o in SHAPE_CASES])
+def _case_id(case):
+    name, options = getattr(case, "values", case)
+    return f"{name}-{'-'.join(map(str, options.values()))}"
+
+
+@pytest.mark.parametrize("name,options", SHAPE_CASES, ids=[_case_id(case) for case in SHAPE_CASES])
 def test_logits_have_the_input_size(name, options):
     model = tfseg.build_model(name, 5, **options)
     # 129 = 4 * 32 + 1 is DeepLab's crop size class (513 = 16 * 32 + 1) at a sixteenth of the work.
@@ -154,14 +161,13 @@ ROUNDTRIP_CASES = [
     pytest.param("fcn8s", {}, marks=pytest.mark.slow),  # a 537 MB .keras file (fc6 is 7x7x512x4096)
     ("unet", {"base_filters": 8}),
     ("deeplab_v2", {"backbone": "vgg16"}),
-    ("deeplab_v3", {"backbone": "resnet50"}),
+    pytest.param("deeplab_v3", {"backbone": "resnet50"}, marks=pytest.mark.slow),  # ResNet: test_saving's v2
     ("deeplab_v3plus", {"backbone": "xception41"}),
     ("deeplab_v3plus", {"backbone": "mobilenet_v2"}),
 ]
 
 
-@pytest.mark.parametrize("name,options", ROUNDTRIP_CASES,
-                         ids=["fcn8s-"] + [n + "-" + "-".join(map(str, o.values())) for n, o in ROUNDTRIP_CASES[1:]])
+@pytest.mark.parametrize("name,options", ROUNDTRIP_CASES, ids=[_case_id(case) for case in ROUNDTRIP_CASES])
 def test_keras_file_roundtrip_gives_identical_outputs(tmp_path, name, options):
     model = tfseg.build_model(name, 4, **options)
     rng = np.random.default_rng(0)
@@ -221,11 +227,11 @@ def test_cli_models_prints_the_table():
     assert readme_rows == lines
 
 
-def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path, monkeypatch):
-    """backbone_weights="imagenet" and classifier_weights="imagenet" through build_model, offline.
+def _prefill_vgg16_cache(tmp_path, monkeypatch, keys):
+    """Legacy HDF5 files written from keras.applications VGG16 (random weights) in an offline cache.
 
-    The cache is pre-filled with legacy HDF5 files written from keras.applications VGG16 (random
-    weights) and the table's hashes are pointed at them: the download path is not taken.
+    The table's hashes are pointed at them and its URLs at an unreachable port: the download path
+    is not taken. Returns the reference model (with its classifier).
     """
     import dataclasses
     import hashlib
@@ -236,21 +242,39 @@ def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path
     from tfseg.backbones import weights as W
 
     reference = keras.applications.VGG16(include_top=True, weights=None)
-    trunk = keras.Model(reference.input, reference.get_layer("block5_pool").output)
-    for key, model in (("vgg16", trunk), ("vgg16_top", reference)):
+    models = {"vgg16": keras.Model(reference.input, reference.get_layer("block5_pool").output), "vgg16_top": reference}
+    for key in keys:
         path = tmp_path / W.IMAGENET_WEIGHTS[key].file_name
         with h5py.File(path, "w") as handle:
-            legacy_h5_format.save_weights_to_hdf5_group(handle, model)
+            legacy_h5_format.save_weights_to_hdf5_group(handle, models[key])
         md5 = hashlib.md5(path.read_bytes()).hexdigest()
         monkeypatch.setitem(W.IMAGENET_WEIGHTS, key, dataclasses.replace(W.IMAGENET_WEIGHTS[key], file_hash=md5,
                                                                           url="http://127.0.0.1:9/unreachable.h5"))
     monkeypatch.setenv(W.CACHE_ENV_VAR, str(tmp_path))
+    return reference
 
-    model = tfseg.build_model("deeplab_v1", 21, backbone_weights="imagenet", classifier_weights="imagenet")
+
+def _assert_vgg16_trunk(model, reference):
     backbone = model.get_layer("vgg16")
     for name in ("block1_conv1", "block5_conv3"):
         for got, want in zip(backbone.get_layer(name).get_weights(), reference.get_layer(name).get_weights()):
             np.testing.assert_array_equal(got, want)
+
+
+def test_pretrained_vgg_trunk_loads_from_the_cache(tmp_path, monkeypatch):
+    """backbone_weights="imagenet" through build_model, offline (the classifier file, 528 MB, in -m slow)."""
+    reference = _prefill_vgg16_cache(tmp_path, monkeypatch, ["vgg16"])
+    _assert_vgg16_trunk(tfseg.build_model("deeplab_v1", 21, backbone_weights="imagenet"), reference)
+    with pytest.raises(ValueError, match="VGG16 backbone only"):
+        tfseg.build_model("deeplab_v2", 21, backbone="resnet50", classifier_weights="imagenet")
+
+
+@pytest.mark.slow  # writes and hashes VGG16's 528 MB classifier file: about 40 s on the 2-core CPU
+def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path, monkeypatch):
+    """backbone_weights="imagenet" and classifier_weights="imagenet" through build_model, offline."""
+    reference = _prefill_vgg16_cache(tmp_path, monkeypatch, ["vgg16", "vgg16_top"])
+    model = tfseg.build_model("deeplab_v1", 21, backbone_weights="imagenet", classifier_weights="imagenet")
+    _assert_vgg16_trunk(model, reference)
     fc1, fc2 = (reference.get_layer(n).get_weights() for n in ("fc1", "fc2"))
     kernel6, bias6 = model.get_layer("fc6").get_weights()
     np.testing.assert_array_equal(kernel6, fc1[0].reshape(7, 7, 512, 4096)[::3, ::3, :, ::4])
@@ -259,5 +283,3 @@ def test_pretrained_vgg_models_load_trunk_and_classifier_from_the_cache(tmp_path
 
     fcn = tfseg.build_model("fcn8s", 21, classifier_weights="imagenet")
     np.testing.assert_array_equal(fcn.get_layer("fc6").get_weights()[0], fc1[0].reshape(7, 7, 512, 4096))
-    with pytest.raises(ValueError, match="VGG16 backbone only"):
-        tfseg.build_model("deeplab_v2", 21, backbone="resnet50", classifier_weights="imagenet")

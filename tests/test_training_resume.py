@@ -67,7 +67,9 @@ class _InterruptAfter(keras.callbacks.Callback):
             raise _Interrupt()
 
 
-@pytest.mark.parametrize("mode", [{"mixed_precision": "mixed_bfloat16"}, {"jit_compile": True}],
+# jit_compile: three XLA compilations of the train step, 45-85 s on the 2-core CPU, so -m slow.
+@pytest.mark.parametrize("mode", [{"mixed_precision": "mixed_bfloat16"},
+                                  pytest.param({"jit_compile": True}, marks=pytest.mark.slow)],
                          ids=["mixed_bfloat16", "jit_compile"])
 def test_gpu_paths_train_resume_exactly_and_leave_the_policy(synthetic_root, tmp_path, mode):
     from tfseg.training.train import train
