@@ -11,7 +11,8 @@ built inside every call). Tracing is excluded by a warm-up call. Each side is ti
 
     python tools/bench_crf.py [--repeats 7] [--implementation fast] [--threads 0]
     python tools/bench_crf.py --agreement 3     # label agreement on CamVid val images, no timing
-    python tools/bench_crf.py --breakdown       # where tfseg's time goes (360x480, 12 labels)
+    python tools/bench_crf.py --breakdown       # where tfseg's time goes (360x480, 12 labels), and
+                                                # the lower bound that one iteration's stages set
 """
 
 from __future__ import annotations
@@ -157,6 +158,63 @@ def breakdown(repeats, implementation):
     print(f"  op time summed over threads, 10 iterations: {total:.0f} ms; by op type:")
     for op_type, ms in totals.most_common(10):
         print(f"    {op_type:<32} {ms:7.1f} ms  {100 * ms / total:5.1f} %")
+    if implementation == "fast":
+        stage_floor(image, unary, params, repeats, runs["lattice build (both kernels, with normalisation)"])
+
+
+def stage_floor(image, unary, params, repeats, build, goal=0.4):
+    """Each stage of one fast-path mean-field iteration timed alone on the image's own lattices.
+
+    The stages are what every iteration runs (splat, then blur and slice, then the unary add and
+    softmax). Printed beside them: the time per iteration that a ratio of ``goal`` to pydensecrf2
+    (timed in the same run) leaves after the lattice build, and the ratio that the build plus 10
+    times the stages' sum gives.
+    """
+    import tensorflow as tf
+
+    from tfseg.crf import PairwiseFilters
+
+    filters = PairwiseFilters(tf.constant(image[None]), [(3.0, None), (80.0, 13.0)], "fast")
+    transforms = [params["gaussian_compat"], params["bilateral_compat"]]
+    negative_unary = [-u for u in filters.split_points(tf.constant(unary[None]))]
+    q = [tf.nn.softmax(u, axis=-1) for u in negative_unary]
+    messages = filters.sharded_messages(q, transforms)
+    stages = {
+        "splat (sparse matmul, both kernels)": (
+            lambda q: tf.add_n([tf.sparse.sparse_dense_matmul(m, p, adjoint_a=True)
+                                for m, p in zip(filters.splat_matrices, q)]), (q,)),
+        "splat + blur + slice (messages)": (lambda q: filters.sharded_messages(q, transforms), (q,)),
+        "unary add + softmax": (lambda u, m: [tf.nn.softmax(a + b, axis=-1) for a, b in zip(u, m)],
+                                (negative_unary, messages)),
+    }
+    medians = {}
+    for label, (function, args) in stages.items():
+        function = tf.function(function)
+        tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+        times = []
+        for _ in range(max(repeats, 5) * 3):
+            start = time.perf_counter()
+            tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+            times.append(time.perf_counter() - start)
+        medians[label] = statistics.median(times)
+        print(f"  stage: {label:<42} {1e3 * medians[label]:7.2f} ms per iteration")
+    function, args = build
+    args = [tf.constant(a) for a in args]
+    build_times, reference_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.nest.map_structure(lambda t: t.numpy(), function(*args))
+        build_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        pydensecrf_marginals(image, unary, 10, params)
+        reference_times.append(time.perf_counter() - start)
+    build_s, reference_s = statistics.median(build_times), statistics.median(reference_times)
+    per_iteration = medians["splat + blur + slice (messages)"] + medians["unary add + softmax"]
+    total = build_s + 10 * per_iteration
+    budget = (goal * reference_s - build_s) / 10
+    print(f"  pydensecrf2, 10 iterations, this run: {reference_s:.3f} s. A ratio of {goal} leaves "
+          f"{1e3 * budget:.1f} ms per iteration after the build ({build_s:.3f} s); the stages take "
+          f"{1e3 * per_iteration:.1f} ms. Build + 10 x stages = {total:.3f} s: ratio {total / reference_s:.2f}")
 
 
 def main(argv=None):

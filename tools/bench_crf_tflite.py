@@ -21,6 +21,7 @@ pydensecrf2's; parity: max |TFLite - TF| of the marginals.
     python tools/bench_crf_tflite.py [--repeats 7] [--iterations 10] [--threads 1 2] [--no-xnnpack]
     python tools/bench_crf_tflite.py --dynamic-size    # the spatial lattice built at run time too
     python tools/bench_crf_tflite.py --profile         # build vs iterations, per case
+    python tools/bench_crf_tflite.py --passes          # the bilateral splat and slice alone, per iteration
     PYTHONPATH=/tmp/base python tools/bench_crf_tflite.py --repeats 1 --save /tmp/base.tflite
     python tools/bench_crf_tflite.py --compare /tmp/base.tflite   # another version, same run
 """
@@ -116,6 +117,22 @@ class TFLiteRunner:
             self.interpreter.resize_tensor_input(detail["index"], shape)
         self.interpreter.allocate_tensors()
         self.output = self.interpreter.get_output_details()[0]["index"]
+
+    @classmethod
+    def plain(cls, content, setting, inputs):
+        """A callable running a file whose inputs are ``inputs`` (numpy arrays, in the file's input order)."""
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=content, num_threads=int(setting.split()[0]))
+        interpreter.allocate_tensors()
+        for detail, value in zip(interpreter.get_input_details(), inputs):
+            interpreter.set_tensor(detail["index"], value)
+        output = interpreter.get_output_details()[0]["index"]
+
+        def run():
+            interpreter.invoke()
+            return interpreter.get_tensor(output)
+        return run
 
     def __call__(self, image, unary):
         for detail in self.inputs:
@@ -224,6 +241,71 @@ def profile(args, params):
                   f"cpu {statistics.median(cpu[label]):.3f} s", flush=True)
 
 
+def pass_costs(args, params):
+    """LiteRT time of the bilateral lattice's splat and slice alone, against pydensecrf2's whole iteration.
+
+    The splat (MUL of the [entries, points, 1] weights by the [1, points, labels] marginals, then
+    UNSORTED_SEGMENT_SUM) and the slice (GATHER of [entries, points] rows, MUL by the weights, SUM over
+    the entries) of the portable path, each run 10 times in its own file on the CamVid image's real
+    bilateral lattice (6 entries per point), and a bare MUL by a scalar of an [entries, points, labels]
+    array (one pass over such an array). Printed per iteration beside pydensecrf2's time per iteration
+    with both kernels, (t(10 iterations) - t(0 iterations)) / 10, measured in the same run.
+    """
+    import tensorflow as tf
+
+    from tfseg.crf import PairwiseFilters
+
+    name, image, unary = make_cases()[0]
+    filters = PairwiseFilters(tf.constant(image[None]), [(params["bilateral_sxy"], params["bilateral_srgb"])],
+                              "portable")
+    rows = filters.entry_rows.numpy().astype(np.int32)
+    splat_weights, slice_weights = filters.splat_weights.numpy(), filters.slice_weights.numpy()
+    table_rows = int(filters.table_rows)
+    marginals = tf.nn.softmax(-unary.reshape(-1, LABELS)).numpy()
+    table = tf.math.unsorted_segment_sum(splat_weights[:, :, None] * marginals[None], rows, table_rows).numpy()
+    entries = rows.shape[0]
+
+    def splat(q, rows, weights):  # the factors keep the 10 copies apart
+        return tf.add_n([tf.math.unsorted_segment_sum(
+            tf.expand_dims(weights, -1) * tf.expand_dims(q * (1.0 + 1e-6 * i), 0), rows, table_rows)
+            for i in range(10)])
+
+    def slice_(table, rows, weights):
+        return tf.add_n([tf.reduce_sum(tf.gather(table * (1.0 + 1e-6 * i), rows) * tf.expand_dims(weights, -1), axis=0)
+                         for i in range(10)])
+
+    def one_pass(values):  # keeps one element per product so the 10 MULs stay in the graph
+        return tf.add_n([(values * (1.0 + 1e-6 * i))[0, 0] for i in range(10)])
+
+    products = np.repeat(slice_weights[:, :, None], LABELS, axis=2)
+    files = {
+        f"bilateral splat ({entries} entries)": (splat, [marginals, rows, splat_weights]),
+        f"bilateral slice ({entries} entries)": (slice_, [table, rows, slice_weights]),
+        f"one pass over [{entries}, points, labels]": (one_pass, [products]),
+    }
+    setting = settings(args)[0]
+    runners = {}
+    for label, (function, inputs) in files.items():
+        specs = [tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)) for x in inputs]
+        concrete = tf.function(function, input_signature=specs).get_concrete_function()
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        runners[label] = TFLiteRunner.plain(converter.convert(), setting, inputs)
+    for n in (0, 10):
+        runners[f"pydensecrf, {n} iterations"] = lambda n=n: pydensecrf_marginals(image, unary, n, params)
+    times = {label: [] for label in runners}
+    for _ in range(args.repeats):
+        for label, run in runners.items():
+            timed(run, times[label], [])
+    median = {label: statistics.median(t) for label, t in times.items()}
+    per_iteration = (median["pydensecrf, 10 iterations"] - median["pydensecrf, 0 iterations"]) / 10
+    print(f"{name} ({setting}), {table_rows - 1} bilateral vertices; per iteration, median of {args.repeats}; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for label in files:
+        print(f"  {label:<36} {1e3 * median[label] / 10:6.1f} ms")
+    print(f"  {'pydensecrf2, both kernels':<36} {1e3 * per_iteration:6.1f} ms")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -244,8 +326,12 @@ def main(argv=None):
                         help="also time these TFLite files of the same function (e.g. --save'd from another "
                              "checkout with PYTHONPATH pointing at it), interleaved with the rest")
     parser.add_argument("--profile", action="store_true", help="build vs iterations instead of the benchmark")
+    parser.add_argument("--passes", action="store_true",
+                        help="instead, the bilateral splat and slice alone against pydensecrf2's iteration")
     args = parser.parse_args(argv)
     params = DEEPLAB if args.deeplab else README
+    if args.passes:
+        return pass_costs(args, params)
     if args.profile:
         return profile(args, params)
     return benchmark(args, params)
