@@ -12,7 +12,7 @@ built inside every call). Tracing is excluded by a warm-up call. Each side is ti
     python tools/bench_crf.py [--repeats 7] [--implementation fast] [--threads 0]
     python tools/bench_crf.py --agreement 3     # label agreement on CamVid val images, no timing
     python tools/bench_crf.py --breakdown       # where tfseg's time goes (360x480, 12 labels), and
-                                                # the lower bound that one iteration's stages set
+                                                # each iteration stage against the 0.4x goal
 """
 
 from __future__ import annotations
@@ -159,10 +159,10 @@ def breakdown(repeats, implementation):
     for op_type, ms in totals.most_common(10):
         print(f"    {op_type:<32} {ms:7.1f} ms  {100 * ms / total:5.1f} %")
     if implementation == "fast":
-        stage_floor(image, unary, params, repeats, runs["lattice build (both kernels, with normalisation)"])
+        stage_budget(image, unary, params, repeats, runs["lattice build (both kernels, with normalisation)"])
 
 
-def stage_floor(image, unary, params, repeats, build, goal=0.4):
+def stage_budget(image, unary, params, repeats, build, goal=0.4):
     """Each stage of one fast-path mean-field iteration timed alone on the image's own lattices.
 
     The stages are what every iteration runs (splat, then blur and slice, then the unary add and
