@@ -325,7 +325,8 @@ def test_bare_xception65_backbone_from_the_imagenet_checkpoint(imagenet_xception
     assert "xception_65/logits/weights (1, 1, 2048, 1001)" in message
 
 
-@pytest.mark.slow  # a full Xception-65 DeepLab (14 s); the card path is also taken by test_zoo_card_loads_an_official_tarball
+# A full Xception-65 DeepLab (14 s); the card path is also taken by test_zoo_card_loads_an_official_tarball.
+@pytest.mark.slow
 def test_imagenet_card_loads_the_backbone_only(imagenet_xception):
     """The zoo's ImageNet Xception-65 card: the backbone from the tarball, the head as built, any class count."""
     _, tensors, tarball, _ = imagenet_xception

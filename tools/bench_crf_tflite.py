@@ -90,11 +90,43 @@ def convert(function, shapes):
     """TFLite flatbuffer (builtin ops only) of a tf.function of uint8 image and float32 unary."""
     import tensorflow as tf
 
-    specs = [tf.TensorSpec(shapes[0], tf.uint8), tf.TensorSpec(shapes[1], tf.float32)]
+    return convert_signature(function, [tf.TensorSpec(shapes[0], tf.uint8), tf.TensorSpec(shapes[1], tf.float32)])
+
+
+def convert_signature(function, specs):
+    """TFLite flatbuffer (builtin ops only) of a tf.function with the input signature ``specs``."""
+    import tensorflow as tf
+
     concrete = tf.function(function, input_signature=specs).get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     return converter.convert()
+
+
+def make_interpreter(content, setting):
+    """A LiteRT interpreter for ``setting``: "N threads" (XNNPACK, the default delegate, on) or
+    "N threads, no XNNPACK"."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if "no XNNPACK" in setting
+                else OpResolverType.AUTO)
+    return Interpreter(model_content=content, num_threads=int(setting.split()[0]),
+                       experimental_op_resolver_type=resolver)
+
+
+def fixed_input_runner(content, setting, inputs):
+    """A callable invoking a file on fixed ``inputs`` (numpy arrays, in the file's input order), warmed up."""
+    interpreter = make_interpreter(content, setting)
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), inputs):
+        interpreter.set_tensor(detail["index"], value)
+    output = interpreter.get_output_details()[0]["index"]
+    interpreter.invoke()  # the first invoke also prepares the delegate
+
+    def run():
+        interpreter.invoke()
+        return interpreter.get_tensor(output)
+    return run
 
 
 class TFLiteRunner:
@@ -104,35 +136,13 @@ class TFLiteRunner:
     """
 
     def __init__(self, content, setting, shapes):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-        threads = int(setting.split()[0])
-        resolver = (OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES if "no XNNPACK" in setting
-                    else OpResolverType.AUTO)
-        self.interpreter = Interpreter(model_content=content, num_threads=threads,
-                                       experimental_op_resolver_type=resolver)
+        self.interpreter = make_interpreter(content, setting)
         self.inputs = self.interpreter.get_input_details()
         for detail in self.inputs:
             shape = shapes[0] if detail["dtype"] == np.uint8 else shapes[1]
             self.interpreter.resize_tensor_input(detail["index"], shape)
         self.interpreter.allocate_tensors()
         self.output = self.interpreter.get_output_details()[0]["index"]
-
-    @classmethod
-    def plain(cls, content, setting, inputs):
-        """A callable running a file whose inputs are ``inputs`` (numpy arrays, in the file's input order)."""
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_content=content, num_threads=int(setting.split()[0]))
-        interpreter.allocate_tensors()
-        for detail, value in zip(interpreter.get_input_details(), inputs):
-            interpreter.set_tensor(detail["index"], value)
-        output = interpreter.get_output_details()[0]["index"]
-
-        def run():
-            interpreter.invoke()
-            return interpreter.get_tensor(output)
-        return run
 
     def __call__(self, image, unary):
         for detail in self.inputs:
@@ -287,10 +297,7 @@ def pass_costs(args, params):
     runners = {}
     for label, (function, inputs) in files.items():
         specs = [tf.TensorSpec(x.shape, tf.as_dtype(x.dtype)) for x in inputs]
-        concrete = tf.function(function, input_signature=specs).get_concrete_function()
-        converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete])
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        runners[label] = TFLiteRunner.plain(converter.convert(), setting, inputs)
+        runners[label] = fixed_input_runner(convert_signature(function, specs), setting, inputs)
     for n in (0, 10):
         runners[f"pydensecrf, {n} iterations"] = lambda n=n: pydensecrf_marginals(image, unary, n, params)
     times = {label: [] for label in runners}
