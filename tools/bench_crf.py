@@ -29,17 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # crf_unaries, also when loaded by path
 
-
-def pydensecrf_marginals(image, unary, iterations, params):
-    import pydensecrf.densecrf as dcrf
-
-    height, width, labels = unary.shape
-    crf = dcrf.DenseCRF2D(width, height, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
-    crf.addPairwiseGaussian(sxy=params["gaussian_sxy"], compat=params["gaussian_compat"])
-    crf.addPairwiseBilateral(sxy=params["bilateral_sxy"], srgb=params["bilateral_srgb"],
-                             rgbim=np.ascontiguousarray(image), compat=params["bilateral_compat"])
-    return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
+from pydensecrf_reference import pydensecrf_marginals  # noqa: E402
 
 
 def make_cases():
@@ -80,24 +70,9 @@ def agreement(count, implementation):
         ref_params = {k: (v if v != 0 else None) for k, v in params.items()}
         rates = []
         for image, unary, q in zip(images, unaries, ours):
-            reference = pydensecrf_marginals_optional(image, unary, 10, ref_params)
+            reference = pydensecrf_marginals(image, unary, 10, ref_params)
             rates.append(100.0 * np.mean(q.argmax(-1) == reference.argmax(-1)))
         print(f"{name:<40} agreement % per image: {', '.join(f'{r:.3f}' for r in rates)}", flush=True)
-
-
-def pydensecrf_marginals_optional(image, unary, iterations, params):
-    """pydensecrf marginals; a term whose compat is None is left out."""
-    import pydensecrf.densecrf as dcrf
-
-    height, width, labels = unary.shape
-    crf = dcrf.DenseCRF2D(width, height, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
-    if params["gaussian_compat"] is not None:
-        crf.addPairwiseGaussian(sxy=params["gaussian_sxy"], compat=params["gaussian_compat"])
-    if params["bilateral_compat"] is not None:
-        crf.addPairwiseBilateral(sxy=params["bilateral_sxy"], srgb=params["bilateral_srgb"],
-                                 rgbim=np.ascontiguousarray(image), compat=params["bilateral_compat"])
-    return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
 
 
 def breakdown(repeats, implementation):

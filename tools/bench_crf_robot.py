@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/: pydensecrf2 as bench_crf_tflite runs it
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tools/: pydensecrf_reference
 
 SIZE = (360, 480)
 HOLDOUT = "0006R0"
@@ -52,7 +52,7 @@ def export_files(name, out, threads):
 
 def pydensecrf_labels(image, probabilities, params):
     """Labels of pydensecrf2's DenseCRF2D with the card's exact ``params`` on -log p."""
-    from bench_crf_tflite import pydensecrf_marginals
+    from pydensecrf_reference import pydensecrf_marginals
 
     unary = -np.log(np.maximum(probabilities, 1e-30)).astype(np.float32)
     return pydensecrf_marginals(image, unary, int(params["iterations"]), params).argmax(-1)

@@ -41,6 +41,8 @@ import numpy as np
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from pydensecrf_reference import pydensecrf_marginals  # noqa: E402
+
 README = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=80.0, bilateral_srgb=13.0, bilateral_compat=10.0)
 DEEPLAB = dict(gaussian_sxy=3.0, gaussian_compat=3.0, bilateral_sxy=20.0, bilateral_srgb=3.0, bilateral_compat=3.0)
 LABELS = 12
@@ -60,18 +62,6 @@ def make_cases(count=1):
         noisy = np.random.default_rng(i).integers(0, 256, images[0].shape, dtype=np.uint8)
         cases.append((f"noisy{suffix(i)}", noisy, unary))
     return cases
-
-
-def pydensecrf_marginals(image, unary, iterations, params):
-    import pydensecrf.densecrf as dcrf
-
-    height, width, labels = unary.shape
-    crf = dcrf.DenseCRF2D(width, height, labels)
-    crf.setUnaryEnergy(np.ascontiguousarray(unary.reshape(-1, labels).T))
-    crf.addPairwiseGaussian(sxy=params["gaussian_sxy"], compat=params["gaussian_compat"])
-    crf.addPairwiseBilateral(sxy=params["bilateral_sxy"], srgb=params["bilateral_srgb"],
-                             rgbim=np.ascontiguousarray(image), compat=params["bilateral_compat"])
-    return np.array(crf.inference(iterations)).T.reshape(height, width, labels)
 
 
 def input_shapes(unary_shape):
